@@ -1,0 +1,64 @@
+"""ONNX Runtime backend: runs an exported .onnx encoder (CUDA execution provider when usable, else CPU)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from .. import contract
+from .._optional import require
+from ..config import ModelConfig, model_config_from_dict
+from ..errors import InvalidInputError, ModelMismatchError
+
+log = logging.getLogger(__name__)
+
+
+def read_onnx_metadata(session) -> dict[str, str]:
+    """The cheartflow metadata of a loaded session (custom_metadata_map)."""
+    return dict(session.get_modelmeta().custom_metadata_map)
+
+
+def config_from_metadata(meta: dict[str, str], source: str | Path) -> ModelConfig:
+    """The ModelConfig embedded in an engine's metadata; a clear error when it is missing."""
+    if contract.META_MODEL_CONFIG not in meta:
+        raise ModelMismatchError(f"{source} has no cheartflow metadata ({contract.META_MODEL_CONFIG}); export it with `cheartflow export`")
+    return model_config_from_dict(json.loads(meta[contract.META_MODEL_CONFIG]))
+
+
+class OnnxRuntimeEncoder:
+    """Explicit lifecycle: load (session + metadata check) at construction, then run per call."""
+
+    def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None):
+        ort = require("onnxruntime")
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InvalidInputError(f"expected an ONNX engine file at {self.path}")
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        providers = ["CPUExecutionProvider"]
+        if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own types for invalid or corrupt models
+            raise InvalidInputError(f"{self.path} is not a loadable ONNX model: {exc}") from exc
+        # The provider list is what was asked for; the session says what actually runs.
+        self.providers = self.session.get_providers()
+        if device == "cuda" and "CUDAExecutionProvider" not in self.providers:
+            raise ModelMismatchError(f"device='cuda' requested but ONNX Runtime could not use CUDA here (providers: {self.providers})")
+        self.name = "onnxruntime-cuda" if self.providers[0] == "CUDAExecutionProvider" else "onnxruntime-cpu"
+        self.metadata = read_onnx_metadata(self.session)
+        self.config = config_from_metadata(self.metadata, self.path)
+        names = {i.name for i in self.session.get_inputs()}
+        if names != {contract.INPUT_X, contract.INPUT_T}:
+            raise ModelMismatchError(f"{self.path}: expected inputs {{x, t}}, found {sorted(names)}")
+        log.info("loaded %s with providers %s", self.path, self.providers)
+
+    def __call__(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        feeds = {contract.INPUT_X: np.ascontiguousarray(x, dtype=np.float32),
+                 contract.INPUT_T: np.ascontiguousarray(t, dtype=np.float32)}
+        return self.session.run([contract.OUTPUT], feeds)[0]

@@ -1,0 +1,33 @@
+"""PyTorch eager backend: the fp32 reference encoder, loaded from a trained model folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .._optional import require
+from ..config import ModelConfig
+
+
+class TorchEncoder:
+    """Runs the checkpoint's encoder in PyTorch; numpy float32 in and out."""
+
+    name = "torch"
+
+    def __init__(self, model_dir: str | Path, device: str = "auto"):
+        torch = require("torch")
+        from ..training.checkpoint import load_encoder
+        from ..training.trainer import resolve_device
+
+        self._torch = torch
+        self.device = resolve_device(device)
+        self.module = load_encoder(model_dir, self.device)
+        self.config: ModelConfig = self.module.config
+
+    def __call__(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            out = self.module(torch.from_numpy(np.ascontiguousarray(x)).to(self.device),
+                              torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32)).to(self.device))
+        return out.float().cpu().numpy()

@@ -1,0 +1,233 @@
+"""`cheartflow` command line: a thin layer over the Python API (train, export, synth, demo)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import CheartflowError
+
+log = logging.getLogger("cheartflow")
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},  # ~5.6M parameters, 10.7 MiB in fp16
+    "small": {"base_channels": 16, "time_embed_dim": 64},
+    "tiny": {"base_channels": 8, "channel_mult": (1, 2), "attention_levels": (1,), "time_embed_dim": 32, "groups": 4},
+}
+
+
+def _parse_value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        if "," in raw:
+            return [_parse_value(part) for part in raw.split(",")]
+        return raw
+
+
+def build_configs(preset: str, sketch: str, resolution: int, overrides: Sequence[str]):
+    """ModelConfig and TrainConfig from a preset plus `field=value` overrides (either config's fields)."""
+    from .config import ModelConfig, TrainConfig
+
+    model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    model_kw: dict[str, Any] = {**PRESETS[preset], "sketch_kind": sketch, "resolution": resolution}
+    train_kw: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        key = key.removeprefix("model.").removeprefix("train.")
+        if not sep or key not in model_fields | train_fields:
+            raise CheartflowError(f"--set expects FIELD=VALUE with FIELD one of {sorted(model_fields | train_fields)}; got {item!r}")
+        (model_kw if key in model_fields else train_kw)[key] = _parse_value(raw)
+    return ModelConfig(**model_kw), TrainConfig(**train_kw)
+
+
+def load_training_set(data: str, sketch: str, resolution: int, split: str = "train"):
+    """(images [N,1,R,R] in [-1,1], sketches [N,1,R,R] in [0,1]) from an ACDC folder or a packed .npz."""
+    from .data import PreprocessConfig, load_acdc, load_slices
+    from .sketch import make_sketch
+
+    if data.endswith(".npz"):
+        slices = load_slices(data)
+    else:
+        slices = load_acdc(data, split, config=PreprocessConfig(size=resolution))
+    if slices.images.shape[-1] != resolution:
+        raise CheartflowError(f"{data} holds {slices.images.shape[-1]}px slices but resolution={resolution} was asked for")
+    images = slices.images.astype("float32")
+    return images, make_sketch(sketch, images=images, labels=slices.labels)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    model_cfg, train_cfg = build_configs(args.preset, args.sketch, args.resolution, args.set)
+    if args.steps:
+        train_cfg = dataclasses.replace(train_cfg, steps=args.steps)
+    if args.batch_size:
+        train_cfg = dataclasses.replace(train_cfg, batch_size=args.batch_size)
+    images, sketches = load_training_set(args.data, args.sketch, args.resolution)
+    log.info("training on %d slices (%s sketches, %dpx) into %s", len(images), args.sketch, args.resolution, args.out)
+    _, results = train(images, sketches, model_cfg, train_cfg, args.out, device=args.device,
+                       resume=not args.no_resume, time_limit_s=args.time_limit, progress=not args.quiet)
+    if results:
+        log.info("step %d, loss %.5f; model written to %s", results[-1].step, results[-1].loss, args.out)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    if args.format != "onnx":
+        raise CheartflowError(f"--format {args.format!r} is not available yet; supported: onnx")
+    path, report = export_onnx(args.model, args.out, gate=not args.no_gate)
+    if report is not None:
+        log.info("parity gate passed: max abs error %.2e, PSNR %.1f dB over %d inputs", report.max_abs_error,
+                 report.psnr_db, report.n_inputs)
+    log.info("wrote %s", path)
+    return 0
+
+
+def _parse_schedule(raw: str | None):
+    return None if raw is None else tuple(float(v) for v in raw.split(","))
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from . import io
+    from .pipeline import load_pipeline
+
+    sketches, names = io.read_sketches(args.input)
+    pipe = load_pipeline(args.model, backend=args.backend, device=args.device, sketch_kind=args.sketch_kind or "edges")
+    log.info("backend %s; %d sketches; %d step(s)", pipe.backend, len(sketches), args.steps)
+    start = time.perf_counter()
+    images = pipe.synthesize(sketches, steps=args.steps, schedule=_parse_schedule(args.schedule), seed=args.seed,
+                             batch_size=args.batch_size, sketch_kind=args.sketch_kind)
+    log.info("synthesized %d images in %.2f s", len(images), time.perf_counter() - start)
+    out = Path(args.out)
+    io.write_pngs(out, images, [f"{n}_synth" for n in names])
+    if args.grid:
+        io.write_grid(out / "grid.png", [sketches, images], titles=["sketch", f"{args.steps}-step"])
+    log.info("wrote %d PNGs to %s%s", len(images), out, " and grid.png" if args.grid else "")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .errors import ModelNotAvailableError
+    from .pipeline import load_pipeline
+
+    out = Path(args.out)
+    try:
+        pipe = load_pipeline(None, sketch_kind="edges")
+    except ModelNotAvailableError:
+        log.warning(
+            "No trained default model ships with this release yet, so there is no ACDC-trained demo to run. "
+            "To get real cardiac MR images, train one: `cheartflow train --data ../shared/data/acdc --out runs/edges` "
+            "(see the README). Running the self-contained phantom demo instead: a tiny model trained for %d steps on "
+            "procedural phantoms, exported to ONNX and sampled with 1 and 2 steps.", args.train_steps)
+        return _phantom_demo(out, args.train_steps)
+    from .data.phantom import make_phantom
+    from .sketch import canny
+    from . import io
+
+    sketches = canny(make_phantom(8, size=pipe.config.resolution, seed=7)[0])
+    columns = [sketches] + [pipe.synthesize(sketches, steps=s, seed=0) for s in (1, 2)]
+    io.write_grid(out / "grid.png", columns, titles=["sketch", "1-step", "2-step"])
+    log.info("wrote %s (backend %s)", out / "grid.png", pipe.backend)
+    return 0
+
+
+def _phantom_demo(out: Path, train_steps: int) -> int:
+    from . import io
+    from .config import ModelConfig, TrainConfig
+    from .data.phantom import make_phantom
+    from .export import export_onnx
+    from .pipeline import load_pipeline
+    from .sketch import canny
+    from .training import train
+
+    res = 64
+    images, _ = make_phantom(512, size=res, seed=0)
+    model_cfg = ModelConfig(resolution=res, **PRESETS["small"], channel_mult=(1, 2, 2), attention_levels=(2,))
+    train_cfg = TrainConfig(steps=train_steps, batch_size=32, lr=1e-3, warmup_steps=20, ema_decay=0.99,
+                            curriculum_end=80, log_every=25, checkpoint_every=10**9)
+    train(images, canny(images), model_cfg, train_cfg, out / "model", device="auto", resume=False)
+    onnx_path, report = export_onnx(out / "model")
+    pipe = load_pipeline(onnx_path)
+    test_images, _ = make_phantom(6, size=res, seed=99)
+    sketches = canny(test_images)
+    columns = [sketches, (test_images + 1) / 2] + [pipe.synthesize(sketches, steps=s, seed=0) for s in (1, 2)]
+    io.write_grid(out / "grid.png", columns, titles=["sketch", "phantom", "1-step", "2-step"])
+    log.info("phantom demo done: %s (backend %s, ONNX parity max abs err %.1e); the model is in %s",
+             out / "grid.png", pipe.backend, report.max_abs_error, out / "model")
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The argument parser of the `cheartflow` command."""
+    p = argparse.ArgumentParser(prog="cheartflow", description="Sketch-to-cardiac-MR synthesis (cHeartFlow).")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an encoder on ACDC (or a packed .npz of slices)")
+    t.add_argument("--data", required=True, help="ACDC root folder (with splits.json) or a .npz from cf.data.save_slices")
+    t.add_argument("--out", required=True, help="run folder: model.safetensors, config.json, metrics.jsonl, train_state/")
+    t.add_argument("--sketch", choices=("edges", "labels"), default="edges")
+    t.add_argument("--resolution", type=int, default=128)
+    t.add_argument("--preset", choices=sorted(PRESETS), default="default")
+    t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override any ModelConfig/TrainConfig field")
+    t.add_argument("--steps", type=int, help="total optimizer steps (TrainConfig.steps)")
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--device", default="auto")
+    t.add_argument("--time-limit", type=float, help="stop (and checkpoint) after this many seconds; rerun to resume")
+    t.add_argument("--no-resume", action="store_true", help="start over even if --out holds a training state")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export a trained model to an engine")
+    e.add_argument("model", help="run folder written by `cheartflow train`")
+    e.add_argument("--format", default="onnx", help="engine format (onnx)")
+    e.add_argument("--out", help="engine path (default: MODEL/model.onnx)")
+    e.add_argument("--no-gate", action="store_true", help="skip the parity check against the PyTorch encoder")
+    e.set_defaults(func=cmd_export)
+
+    s = sub.add_parser("synth", help="synthesize images from sketch files (PNG/JPEG/NumPy/NIfTI, a file or a folder)")
+    s.add_argument("input")
+    s.add_argument("--model", help="model folder or .onnx engine (default: the bundled model)")
+    s.add_argument("--out", required=True, help="output folder for the PNGs")
+    s.add_argument("--steps", type=int, default=1, help="encoder evaluations: 1 = one-step, 2 = two-step, ...")
+    s.add_argument("--schedule", help="comma-separated re-noise times t_k in (0,1), steps-1 of them")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"))
+    s.add_argument("--device", default="auto")
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--sketch-kind", choices=("edges", "labels"), help="declare the input's kind (checked against the model)")
+    s.add_argument("--grid", action="store_true", help="also write grid.png (sketch | image)")
+    s.set_defaults(func=cmd_synth)
+
+    d = sub.add_parser("demo", help="synthesize a sample grid with the bundled model (or a phantom demo without one)")
+    d.add_argument("--out", default="cheartflow-demo")
+    d.add_argument("--train-steps", type=int, default=300, help="phantom demo only: training steps")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `cheartflow` command; returns the exit status."""
+    args = make_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except CheartflowError as exc:
+        log.error("%s", exc)
+        return 2
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""Model files (fp16 safetensors + config.json) and resumable training state (sharded safetensors)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..config import CONFIG_FILENAME, ModelConfig, TrainConfig, config_to_json, read_config
+from ..errors import InvalidInputError
+from ..io import atomic_output, atomic_write_text
+from ..models import ConsistencyEncoder, build_encoder
+
+MODEL_FILENAME = "model.safetensors"
+STATE_DIRNAME = "train_state"
+MAX_SHARD_BYTES = 15 * 2**20  # keep every file under 16 MiB (the GPU machine's file limit)
+
+
+def save_model(encoder: ConsistencyEncoder, out_dir: str | Path, train_cfg: TrainConfig | None = None,
+               **provenance: Any) -> Path:
+    """Write the encoder's weights as fp16 safetensors plus config.json into out_dir; returns the weights path."""
+    out_dir = Path(out_dir)
+    tensors = {k: v.detach().to(torch.float16).cpu().contiguous() for k, v in encoder.state_dict().items()}
+    with atomic_output(out_dir / MODEL_FILENAME) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "cheartflow", "dtype": "float16"})
+    atomic_write_text(out_dir / CONFIG_FILENAME, config_to_json(encoder.config, train_cfg, **provenance))
+    return out_dir / MODEL_FILENAME
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (the provenance of exported engines)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_encoder(model_dir: str | Path, device: str | torch.device = "cpu") -> ConsistencyEncoder:
+    """Load an fp32 encoder from a folder with model.safetensors and config.json (eval mode)."""
+    model_dir = Path(model_dir)
+    cfg, _, _ = read_config(model_dir)
+    weights = model_dir / MODEL_FILENAME
+    if not weights.is_file():
+        raise InvalidInputError(f"expected weights at {weights} (written by `cheartflow train`)")
+    try:
+        state = load_file(str(weights))
+    except Exception as exc:  # safetensors raises its own error types for corrupt files
+        raise InvalidInputError(f"{weights} is not a readable safetensors file: {exc}") from exc
+    encoder = build_encoder(cfg)
+    try:
+        encoder.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as exc:
+        raise InvalidInputError(f"{weights} does not match the architecture in {model_dir / CONFIG_FILENAME}: {exc}") from exc
+    return encoder.to(device).eval()
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
+    for pid, pstate in sd["state"].items():
+        scalars["state"][str(pid)] = {}
+        for name, value in pstate.items():
+            if torch.is_tensor(value) and value.ndim > 0:
+                tensors[f"{pid}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars["state"][str(pid)][name] = value.item() if torch.is_tensor(value) else value
+    return tensors, scalars
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for pid, values in scalars["state"].items():
+        state[int(pid)] = {k: torch.tensor(v, dtype=torch.float32) if k == "step" else v for k, v in values.items()}
+    for key, value in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = value
+    return {"state": state, "param_groups": scalars["param_groups"]}
+
+
+def _save_sharded(tensors: dict[str, torch.Tensor], stem: Path) -> list[str]:
+    shards: list[dict[str, torch.Tensor]] = [{}]
+    size = 0
+    for key in sorted(tensors):
+        nbytes = tensors[key].numel() * tensors[key].element_size()
+        if shards[-1] and size + nbytes > MAX_SHARD_BYTES:
+            shards.append({})
+            size = 0
+        shards[-1][key] = tensors[key]
+        size += nbytes
+    names = []
+    for i, shard in enumerate(shards):
+        path = stem.with_name(f"{stem.name}-{i:03d}.safetensors")
+        with atomic_output(path) as tmp:
+            save_file(shard, str(tmp))
+        names.append(path.name)
+    return names
+
+
+def _load_sharded(folder: Path, names: list[str]) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for name in names:
+        out.update(load_file(str(folder / name)))
+    return out
+
+
+def save_train_state(out_dir: Path, step: int, encoder: ConsistencyEncoder, ema: ConsistencyEncoder,
+                     optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> None:
+    """Write everything needed to resume: online and EMA weights, optimizer moments, step and RNG state."""
+    folder = Path(out_dir) / STATE_DIRNAME
+    folder.mkdir(parents=True, exist_ok=True)
+    opt_tensors, opt_scalars = _flatten_optimizer(optimizer)
+    manifest = {
+        "step": step,
+        "online": _save_sharded(dict(encoder.state_dict()), folder / "online"),
+        "ema": _save_sharded(dict(ema.state_dict()), folder / "ema"),
+        "optimizer": _save_sharded(opt_tensors, folder / "optimizer"),
+        "optimizer_scalars": opt_scalars,
+        **extra,
+    }
+    atomic_write_text(folder / "state.json", json.dumps(manifest))  # written last: marks the state complete
+
+
+def load_train_state(out_dir: Path, encoder: ConsistencyEncoder, ema: ConsistencyEncoder,
+                     optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+    """Restore a state written by save_train_state; None when out_dir holds none."""
+    folder = Path(out_dir) / STATE_DIRNAME
+    manifest_path = folder / "state.json"
+    if not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    encoder.load_state_dict(_load_sharded(folder, manifest["online"]))
+    ema.load_state_dict(_load_sharded(folder, manifest["ema"]))
+    optimizer.load_state_dict(_unflatten_optimizer(_load_sharded(folder, manifest["optimizer"]), manifest["optimizer_scalars"]))
+    return manifest
+
+
+def check_resume_config(out_dir: Path, model_cfg: ModelConfig) -> None:
+    """Refuse to resume a run whose saved model config differs from the requested one."""
+    if not (Path(out_dir) / CONFIG_FILENAME).is_file():
+        return
+    saved, _, _ = read_config(out_dir)
+    if saved != model_cfg:
+        raise InvalidInputError(
+            f"{out_dir} holds a run with a different model config ({saved}); use another output folder or the same config"
+        )

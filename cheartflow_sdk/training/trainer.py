@@ -1,0 +1,194 @@
+"""The training loop of paper Eq. 1: pseudo-Huber (or L2) distance between the encodings of a bridge pair."""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .. import bridge
+from .._version import __version__
+from ..config import ModelConfig, TrainConfig
+from ..errors import InvalidInputError
+from ..models import ConsistencyEncoder, build_encoder
+from . import checkpoint, discretization, losses
+
+log = logging.getLogger(__name__)
+METRICS_FILENAME = "metrics.jsonl"
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step did."""
+
+    step: int  # the step number after this update (1-based)
+    loss: float  # weighted mean distance of the batch
+    grad_norm: float  # global gradient norm before clipping
+    intervals: int  # curriculum: grid intervals N at this step
+    lr: float  # learning rate used
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> cuda if available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInputError(f"device {device!r} requested but torch sees no CUDA GPU; use device='cpu' or 'auto'")
+    return torch.device(device)
+
+
+def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or cfg.amp == "off":
+        return None
+    return torch.float16 if cfg.amp == "fp16" else torch.bfloat16
+
+
+def _check_training_data(images: np.ndarray, sketches: np.ndarray, model_cfg: ModelConfig) -> None:
+    r = model_cfg.resolution
+    for name, arr in (("images", images), ("sketches", sketches)):
+        if arr.ndim != 4 or arr.shape[1:] != (1, r, r):
+            raise InvalidInputError(f"training {name}: expected [N, 1, {r}, {r}] (model resolution {r}), got {arr.shape}")
+        if not np.isfinite(arr).all():
+            raise InvalidInputError(f"training {name} contain NaN or inf")
+    if len(images) != len(sketches) or len(images) == 0:
+        raise InvalidInputError(f"need as many sketches as images (>0), got {len(images)} images and {len(sketches)} sketches")
+
+
+class Trainer:
+    """Owns the encoder, its EMA, the optimizer and the run folder; resumes from the folder when it holds a state."""
+
+    def __init__(self, images: np.ndarray, sketches: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                 out_dir: str | Path, device: str = "auto", resume: bool = True):
+        """images: float32 [N,1,S,S] in [-1,1]; sketches: float32 [N,1,S,S] in [0,1] (the SDK's sketch form)."""
+        _check_training_data(images, sketches, model_cfg)
+        self.model_cfg, self.cfg = model_cfg, train_cfg
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.device = resolve_device(device)
+        self.x0 = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
+        self.x1 = torch.from_numpy(np.ascontiguousarray(sketches, dtype=np.float32) * 2 - 1).to(self.device)
+        torch.manual_seed(train_cfg.seed)
+        self.encoder = build_encoder(model_cfg).to(self.device).train()
+        self.ema = copy.deepcopy(self.encoder).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(self.encoder.parameters(), lr=train_cfg.lr, betas=train_cfg.betas,
+                                           weight_decay=train_cfg.weight_decay)
+        self.amp_dtype = _amp_dtype(train_cfg, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.step_count = 0
+        if resume:
+            checkpoint.check_resume_config(self.out_dir, model_cfg)
+            state = checkpoint.load_train_state(self.out_dir, self.encoder, self.ema, self.optimizer)
+            if state is not None:
+                self.step_count = int(state["step"])
+                self._truncate_metrics(self.step_count)
+                log.info("resumed %s at step %d", self.out_dir, self.step_count)
+
+    def _generator(self) -> torch.Generator:
+        # A generator per step keeps batches and noise identical whether or not the run was resumed.
+        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step_count)
+
+    def _lr(self) -> float:
+        warm = min(1.0, (self.step_count + 1) / max(1, self.cfg.warmup_steps))
+        return self.cfg.lr * warm
+
+    def loss(self, x0: torch.Tensor, x1: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+        """Eq. 1 on one batch: d(E(x_t2, t2), stopgrad E(x_t1, t1)), both points from the same (x0, x1, eps)."""
+        n = discretization.intervals_at(self.step_count, self.cfg)
+        t1, t2, weight = discretization.sample_pairs(len(x0), n, self.cfg, gen, self.device)
+        eps = torch.randn(x0.shape, generator=gen).to(self.device)
+        x_t1 = bridge.bridge_sample(x0, x1, t1, self.model_cfg.sigma, eps)
+        x_t2 = bridge.bridge_sample(x0, x1, t2, self.model_cfg.sigma, eps)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+            pred = self.encoder(x_t2, t2)
+            with torch.no_grad():
+                target = self.encoder(x_t1, t1)
+        if self.cfg.distance == "pseudo_huber":
+            dist = losses.pseudo_huber(pred, target.detach(), self.cfg.huber_c)
+        else:
+            dist = losses.l2(pred, target.detach())
+        return (weight * dist).mean(), n
+
+    def step(self) -> StepResult:
+        """One optimizer step: loss, backward, clip, AdamW, EMA update."""
+        gen = self._generator()
+        idx = torch.randint(0, len(self.x0), (self.cfg.batch_size,), generator=gen).to(self.device)
+        x0, x1 = self.x0[idx], self.x1[idx]
+        if self.cfg.augment_flip:
+            flip = (torch.rand(len(idx), generator=gen) < 0.5).to(self.device)[:, None, None, None]
+            x0, x1 = torch.where(flip, x0.flip(2), x0), torch.where(flip, x1.flip(2), x1)
+        lr = self._lr()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        loss, n = self.loss(x0, x1, gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), max_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.encoder.parameters()), 1.0 - self.cfg.ema_decay)
+        self.step_count += 1
+        return StepResult(self.step_count, float(loss.item()), float(grad_norm.item()), n, lr)
+
+    def run(self, until_step: int | None = None, time_limit_s: float | None = None, progress: bool = True) -> list[StepResult]:
+        """Train until `until_step` (default: cfg.steps) or the time limit; checkpoints on the way and at the end."""
+        until = min(until_step or self.cfg.steps, self.cfg.steps)
+        start, results = time.monotonic(), []
+        bar = tqdm(total=until, initial=self.step_count, disable=not progress, desc="train", unit="step")
+        try:
+            while self.step_count < until:
+                res = self.step()
+                results.append(res)
+                bar.update(1)
+                if res.step % self.cfg.log_every == 0 or res.step == until:
+                    self._log_metrics(res)
+                    bar.set_postfix(loss=f"{res.loss:.4f}", N=res.intervals)
+                if res.step % self.cfg.checkpoint_every == 0:
+                    self.save()
+                if time_limit_s is not None and time.monotonic() - start > time_limit_s:
+                    log.info("time limit reached at step %d; resume with the same command", self.step_count)
+                    break
+        finally:
+            bar.close()
+        self.save()
+        return results
+
+    def save(self) -> Path:
+        """Write the resumable state and the EMA model (fp16 safetensors + config.json)."""
+        checkpoint.save_train_state(self.out_dir, self.step_count, self.encoder, self.ema, self.optimizer, {})
+        return checkpoint.save_model(
+            self.ema, self.out_dir, self.cfg, steps_trained=self.step_count, sdk_version=__version__,
+            saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "cpu",
+            torch_version=torch.__version__,
+        )
+
+    def _log_metrics(self, res: StepResult) -> None:
+        with open(self.out_dir / METRICS_FILENAME, "a") as f:
+            f.write(json.dumps({**asdict(res), "time": time.time()}) + "\n")
+
+    def _truncate_metrics(self, step: int) -> None:
+        path = self.out_dir / METRICS_FILENAME
+        if path.is_file():
+            keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+            path.write_text("".join(line + "\n" for line in keep))
+
+
+def train(images: np.ndarray, sketches: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig,
+          out_dir: str | Path, device: str = "auto", resume: bool = True, time_limit_s: float | None = None,
+          progress: bool = True) -> tuple[ConsistencyEncoder, list[StepResult]]:
+    """Train (or resume) a run in out_dir; returns the EMA encoder and the step results of this call."""
+    trainer = Trainer(images, sketches, model_cfg, train_cfg, out_dir, device=device, resume=resume)
+    results = trainer.run(time_limit_s=time_limit_s, progress=progress)
+    return trainer.ema, results

@@ -1,0 +1,67 @@
+"""The parity gate: an engine must match the fp32 PyTorch encoder on a fixed set of inputs before it is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..errors import ModelMismatchError
+
+# Times covering the one-step point, the default two-step point and both ends of the bridge.
+PARITY_TIMES = (1.0, 0.75, 0.5, 0.25, 0.05)
+
+
+@dataclass
+class ParityReport:
+    """How far an engine's outputs are from the reference encoder's, on the model range [-1, 1]."""
+
+    max_abs_error: float
+    psnr_db: float  # over the data range 2 of [-1, 1]
+    finite: bool
+    n_inputs: int
+
+    def passes(self, max_abs_error: float | None = None, min_psnr_db: float | None = None) -> bool:
+        ok = self.finite
+        if max_abs_error is not None:
+            ok = ok and self.max_abs_error <= max_abs_error
+        if min_psnr_db is not None:
+            ok = ok and self.psnr_db >= min_psnr_db
+        return ok
+
+
+def parity_inputs(resolution: int, seed: int = 1234) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed sketches (phantom edges and label maps) bridged to each PARITY_TIMES point: (x [N,1,R,R], t [N])."""
+    from ..data.phantom import make_phantom
+    from ..sketch import canny, from_labels
+    from ..bridge import bridge_sample
+
+    images, labels = make_phantom(4, size=resolution, seed=seed)
+    sketches = np.concatenate([canny(images), from_labels(labels)]) * 2 - 1
+    targets = np.concatenate([images, images])
+    rng = np.random.default_rng(seed)
+    xs, ts = [], []
+    for t in PARITY_TIMES:
+        eps = rng.standard_normal(sketches.shape).astype(np.float32)
+        tv = np.full(len(sketches), t, dtype=np.float32)
+        xs.append(bridge_sample(targets, sketches, tv, 0.5, eps).astype(np.float32))
+        ts.append(tv)
+    return np.concatenate(xs), np.concatenate(ts)
+
+
+def check_parity(engine: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                 reference: Callable[[np.ndarray, np.ndarray], np.ndarray], resolution: int) -> ParityReport:
+    """Run both encoders on the fixed inputs and compare."""
+    x, t = parity_inputs(resolution)
+    got = np.asarray(engine(x, t), dtype=np.float64)
+    want = np.asarray(reference(x, t), dtype=np.float64)
+    if got.shape != want.shape:
+        raise ModelMismatchError(f"engine output shape {got.shape} differs from the reference {want.shape}")
+    finite = bool(np.isfinite(got).all())
+    if not finite:
+        return ParityReport(float("inf"), float("-inf"), False, len(x))
+    err = np.abs(got - want)
+    mse = float(np.mean(err**2))
+    psnr = float("inf") if mse == 0 else float(10 * np.log10(4.0 / mse))
+    return ParityReport(float(err.max()), psnr, finite, len(x))

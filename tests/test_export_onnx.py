@@ -1,0 +1,93 @@
+"""ONNX export: parity with the torch encoder, metadata, dynamic batch, the parity gate, bad engines."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from cheartflow_sdk import contract  # noqa: E402
+from cheartflow_sdk.backends.onnxruntime_backend import OnnxRuntimeEncoder  # noqa: E402
+from cheartflow_sdk.backends.torch_backend import TorchEncoder  # noqa: E402
+from cheartflow_sdk.errors import InvalidInputError, ModelMismatchError  # noqa: E402
+from cheartflow_sdk.export import check_parity, export_onnx, parity_inputs  # noqa: E402
+
+from conftest import RES  # noqa: E402
+
+
+def test_ort_matches_torch_fp32(trained_model_dir, onnx_model):
+    ort_enc = OnnxRuntimeEncoder(onnx_model, device="cpu")
+    torch_enc = TorchEncoder(trained_model_dir, device="cpu")
+    assert ort_enc.providers == ["CPUExecutionProvider"]
+    rng = np.random.default_rng(3)
+    for batch in (1, 5):  # dynamic batch
+        x = rng.uniform(-1, 1, (batch, 1, RES, RES)).astype(np.float32)
+        t = rng.uniform(0, 1, batch).astype(np.float32)
+        assert np.abs(ort_enc(x, t) - torch_enc(x, t)).max() <= 1e-4
+    report = check_parity(ort_enc, torch_enc, RES)
+    assert report.finite and report.max_abs_error <= 1e-4 and report.n_inputs == len(parity_inputs(RES)[0])
+
+
+def test_metadata_round_trip(trained_model_dir, onnx_model):
+    proto = onnx.load(str(onnx_model))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta[contract.META_SKETCH_KIND] == "edges"
+    assert meta[contract.META_RESOLUTION] == str(RES)
+    assert float(meta[contract.META_SIGMA]) == 0.5
+    assert json.loads(meta[contract.META_DEFAULT_SCHEDULE]) == [0.5]
+    assert meta[contract.META_PRECISION] == "fp32" and len(meta[contract.META_SOURCE_SHA256]) == 64
+    assert proto.opset_import[0].version >= 17
+    enc = OnnxRuntimeEncoder(onnx_model, device="cpu")
+    assert enc.config == TorchEncoder(trained_model_dir).config
+
+
+def test_gate_rejects_a_broken_engine(trained_model_dir):
+    torch_enc = TorchEncoder(trained_model_dir, device="cpu")
+
+    def broken(x, t):
+        out = torch_enc(x, t)
+        out[0, 0, 0, 0] = np.nan
+        return out
+
+    assert not check_parity(broken, torch_enc, RES).passes(max_abs_error=1e-4)
+    assert not check_parity(lambda x, t: torch_enc(x, t) + 1e-3, torch_enc, RES).passes(max_abs_error=1e-4)
+
+
+def test_export_fails_with_numbers_and_writes_nothing(trained_model_dir, tmp_path, monkeypatch):
+    import cheartflow_sdk.export.onnx_export as mod
+
+    monkeypatch.setattr(mod, "FP32_MAX_ABS_ERROR", 0.0)  # force the gate to fail: any rounding is too much
+    out = tmp_path / "engine.onnx"
+    try:
+        mod.export_onnx(trained_model_dir, out)
+    except ModelMismatchError as exc:
+        assert "max abs error" in str(exc)
+        assert not out.exists() and not list(tmp_path.iterdir())
+    else:  # bit-exact parity is possible on some CPUs; then the file must exist and be valid
+        assert out.is_file()
+
+
+def test_corrupt_and_foreign_engines(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx model")
+    with pytest.raises(InvalidInputError, match="not a loadable ONNX model"):
+        OnnxRuntimeEncoder(bad)
+    # A valid ONNX model without cheartflow metadata.
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["x0_hat"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1, 4, 4])],
+                              [helper.make_tensor_value_info("x0_hat", TensorProto.FLOAT, [None, 1, 4, 4])])
+    foreign = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(foreign))
+    with pytest.raises(ModelMismatchError, match="no cheartflow metadata"):
+        OnnxRuntimeEncoder(foreign)
+    with pytest.raises(InvalidInputError, match="expected an ONNX engine file"):
+        OnnxRuntimeEncoder(tmp_path / "missing.onnx")
+
+
+def test_export_to_other_path(trained_model_dir, tmp_path):
+    path, report = export_onnx(trained_model_dir, tmp_path / "sub" / "e.onnx")
+    assert path.is_file() and report.passes(max_abs_error=1e-4)

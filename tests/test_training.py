@@ -1,0 +1,134 @@
+"""Training on phantoms: the objective, curriculum, learning, checkpoint resume, config round-trip."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from cheartflow_sdk.config import ModelConfig, TrainConfig, read_config  # noqa: E402
+from cheartflow_sdk.errors import InvalidInputError  # noqa: E402
+from cheartflow_sdk.training import Trainer, load_encoder  # noqa: E402
+from cheartflow_sdk.training import discretization, losses  # noqa: E402
+from cheartflow_sdk.training.checkpoint import MAX_SHARD_BYTES, MODEL_FILENAME  # noqa: E402
+
+from conftest import TINY_MODEL  # noqa: E402
+
+
+def test_pseudo_huber_and_l2():
+    a, b = torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2)
+    c = 0.1 * 2.0  # c_per_sqrt_dim * sqrt(4)
+    np.testing.assert_allclose(losses.pseudo_huber(a, b, 0.1).numpy(), np.sqrt(4 + c * c) - c, rtol=1e-6)
+    assert losses.pseudo_huber(a, a, 0.1).abs().max() == 0
+    np.testing.assert_allclose(losses.l2(a, b).numpy(), 1.0)
+
+
+def test_curriculum_doubles_to_the_end():
+    cfg = TrainConfig(steps=600, curriculum_start=10, curriculum_end=80)
+    ns = [discretization.intervals_at(s, cfg) for s in range(0, 600, 50)]
+    assert ns[0] == 10 and ns[-1] == 80 and ns == sorted(ns)
+    assert set(ns) == {10, 20, 40, 80}
+
+
+def test_grid_and_pairs():
+    cfg = TrainConfig(grid="power", grid_rho=2.0)
+    g = discretization.grid(4, cfg)
+    np.testing.assert_allclose(g.numpy(), [0, 1 / 16, 1 / 4, 9 / 16, 1])
+    t1, t2, w = discretization.sample_pairs(1000, 4, cfg, torch.Generator().manual_seed(0))
+    assert torch.all(t1 < t2) and torch.all((t1 >= 0) & (t2 <= 1))
+    assert w.mean().item() == pytest.approx(1.0)
+    gaps = (t2 - t1)
+    assert torch.allclose(w * gaps, (w * gaps)[0].expand_as(gaps))  # inverse-gap weighting
+
+
+def test_target_at_t0_is_the_image(phantom_set):
+    """With t1 = 0 on the grid, the stop-gradient target E(x_0, 0) is exactly x0 (boundary condition)."""
+    images, _, sketches = phantom_set
+    trainer = Trainer(images[:8], sketches[:8], ModelConfig(**TINY_MODEL), TrainConfig(steps=1), "/tmp/unused-cf", device="cpu", resume=False)
+    x0 = torch.from_numpy(images[:4])
+    assert torch.equal(trainer.encoder(x0, torch.zeros(4)), x0)
+
+
+def _one_step_mse(encoder, images, sketches):
+    with torch.no_grad():
+        out = encoder(torch.from_numpy(sketches * 2 - 1), torch.ones(len(images)))
+    return float(((out - torch.from_numpy(images)) ** 2).mean())
+
+
+def test_training_on_phantoms_learns(phantom_set, tmp_path):
+    images, _, sketches = phantom_set
+    cfg = TrainConfig(steps=150, batch_size=16, lr=2e-3, warmup_steps=10, ema_decay=0.9, curriculum_start=16,
+                      curriculum_end=16, log_every=10, checkpoint_every=10**6)
+    trainer = Trainer(images, sketches, ModelConfig(**TINY_MODEL), cfg, tmp_path, device="cpu")
+    before = _one_step_mse(trainer.ema, images, sketches)
+    results = trainer.run(progress=False)
+    after = _one_step_mse(trainer.ema, images, sketches)
+    first = np.mean([r.loss for r in results[:20]])
+    last = np.mean([r.loss for r in results[-20:]])
+    assert last < 0.7 * first, (first, last)
+    assert after < 0.5 * before, (before, after)  # the one-step output moved toward the images
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(10, 151, 10))
+
+
+def test_resume_continues_exactly(phantom_set, tmp_path):
+    images, _, sketches = phantom_set
+    mc = ModelConfig(**TINY_MODEL)
+    cfg = TrainConfig(steps=12, batch_size=4, warmup_steps=2, log_every=1, checkpoint_every=6)
+    straight = Trainer(images, sketches, mc, cfg, tmp_path / "a", device="cpu")
+    straight.run(progress=False)
+    part = Trainer(images, sketches, mc, cfg, tmp_path / "b", device="cpu")
+    part.run(until_step=6, progress=False)
+    resumed = Trainer(images, sketches, mc, cfg, tmp_path / "b", device="cpu")
+    assert resumed.step_count == 6
+    resumed.run(progress=False)
+    for p, q in zip(straight.ema.parameters(), resumed.ema.parameters()):
+        torch.testing.assert_close(p, q)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 13))
+
+
+def test_resume_refuses_other_model_config(phantom_set, tmp_path):
+    images, _, sketches = phantom_set
+    Trainer(images, sketches, ModelConfig(**TINY_MODEL), TrainConfig(steps=1), tmp_path, device="cpu").run(progress=False)
+    other = ModelConfig(**{**TINY_MODEL, "base_channels": 16})
+    with pytest.raises(InvalidInputError, match="different model config"):
+        Trainer(images, sketches, other, TrainConfig(steps=1), tmp_path, device="cpu")
+
+
+def test_saved_model_and_config(trained_model_dir):
+    cfg, train_cfg, doc = read_config(trained_model_dir)
+    assert cfg == ModelConfig(**TINY_MODEL) and train_cfg.steps == 40 and doc["steps_trained"] == 40
+    from safetensors.numpy import load_file
+
+    assert all(v.dtype == np.float16 for v in load_file(str(trained_model_dir / MODEL_FILENAME)).values())
+    assert load_encoder(trained_model_dir).config == cfg
+    for f in (trained_model_dir / "train_state").iterdir():
+        assert f.stat().st_size < MAX_SHARD_BYTES + 2**16
+
+
+def test_default_model_fits_16_mib():
+    from cheartflow_sdk.models import build_encoder
+
+    n = sum(p.numel() for p in build_encoder(ModelConfig()).parameters())
+    assert n * 2 < 16 * 2**20
+
+
+def test_bad_training_data(phantom_set):
+    images, _, sketches = phantom_set
+    with pytest.raises(InvalidInputError, match=r"expected \[N, 1, 32, 32\]"):
+        Trainer(images[:, :, :16], sketches, ModelConfig(**TINY_MODEL), TrainConfig(steps=1), "/tmp/unused-cf", device="cpu", resume=False)
+    bad = images.copy()
+    bad[0, 0, 0, 0] = np.nan
+    with pytest.raises(InvalidInputError, match="NaN"):
+        Trainer(bad, sketches, ModelConfig(**TINY_MODEL), TrainConfig(steps=1), "/tmp/unused-cf", device="cpu", resume=False)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(InvalidInputError, match="sketch_kind"):
+        ModelConfig(sketch_kind="scribbles")
+    with pytest.raises(InvalidInputError, match="divisible"):
+        ModelConfig(resolution=100)
+    with pytest.raises(InvalidInputError, match="distance"):
+        TrainConfig(distance="l1")
