@@ -440,6 +440,12 @@ def native_available() -> bool:
     return _native() is not None
 
 
+def native_cuda_compiled() -> bool:
+    """Whether _C is importable and was built with its CUDA kernels."""
+    native = _native()
+    return bool(native is not None and native.cuda_compiled())
+
+
 def cuda_available() -> bool:
     """Whether _C has its CUDA kernels compiled in and sees at least one usable GPU."""
     native = _native()

@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 
 from .errors import InvalidInputError
+from .validation import NUM_LABELS, check_label_values
 
 logger = logging.getLogger(__name__)
 
 SKETCH_KINDS = ("edges", "labels")
-NUM_LABELS = 4  # 0 background, 1 RV, 2 MYO, 3 LV (ACDC)
 AUTO_LOW = 0.66  # automatic Canny low threshold = AUTO_LOW * median of the blurred crop
 AUTO_HIGH = 1.33  # automatic Canny high threshold = AUTO_HIGH * median of the blurred crop
 AUTO_MIN_LOW = 20.0  # floor of the automatic low threshold (uint8 units), for dark images
@@ -74,15 +74,7 @@ def from_labels(labels: np.ndarray) -> np.ndarray:
         lab = lab[None]
     if lab.ndim != 3:
         raise InvalidInputError(f"from_labels expects labels [B, H, W] or [H, W], got shape {lab.shape}")
-    if np.issubdtype(lab.dtype, np.floating):
-        if not np.all(np.isfinite(lab)) or np.any(lab != np.rint(lab)):
-            raise InvalidInputError("from_labels expects integer labels 0..3; got non-integer float values")
-    elif not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == bool):
-        raise InvalidInputError(f"from_labels expects integer labels 0..3, got dtype {lab.dtype}")
-    if lab.size and (lab.min() < 0 or lab.max() >= NUM_LABELS):
-        raise InvalidInputError(
-            f"from_labels expects labels in 0..{NUM_LABELS - 1} (0 bg, 1 RV, 2 MYO, 3 LV), got {lab.min()}..{lab.max()}"
-        )
+    lab = check_label_values(lab, "from_labels")
     return (lab.astype(np.float32) / (NUM_LABELS - 1))[:, None]
 
 

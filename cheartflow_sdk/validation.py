@@ -206,3 +206,21 @@ def check_seed(seed: object) -> int:
     if not 0 <= value < _MAX_SEED:
         raise InvalidInputError(f"seed: expected an int in [0, 2**64), got {value}")
     return value
+
+
+NUM_LABELS = 4  # 0 background, 1 RV, 2 MYO, 3 LV (ACDC)
+
+
+def check_label_values(labels: np.ndarray, who: str) -> np.ndarray:
+    """Integer labels 0..3 (ints, bools, or floats holding whole numbers) as uint8; `who` names the caller."""
+    lab = np.asarray(labels)
+    if np.issubdtype(lab.dtype, np.floating):
+        if not np.all(np.isfinite(lab)) or np.any(lab != np.rint(lab)):
+            raise InvalidInputError(f"{who} expects integer labels 0..3; got non-integer float values")
+    elif not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == bool):
+        raise InvalidInputError(f"{who} expects integer labels 0..3, got dtype {lab.dtype}")
+    if lab.size and (lab.min() < 0 or lab.max() >= NUM_LABELS):
+        raise InvalidInputError(
+            f"{who} expects labels in 0..{NUM_LABELS - 1} (0 bg, 1 RV, 2 MYO, 3 LV), got values in {lab.min()}..{lab.max()}"
+        )
+    return lab.astype(np.uint8)

@@ -28,6 +28,15 @@ def config_from_metadata(meta: dict[str, str], source: str | Path) -> ModelConfi
     return model_config_from_dict(json.loads(meta[contract.META_MODEL_CONFIG]))
 
 
+def _gpu_visible() -> bool:
+    """Whether a GPU is present, so "auto" does not make ONNX Runtime try (and loudly fail) CUDA without one."""
+    from .. import kernels
+
+    if kernels.native_cuda_compiled():
+        return kernels.cuda_available()
+    return Path("/dev/nvidia0").exists()  # _C built without CUDA: fall back to the driver's device node
+
+
 class OnnxRuntimeEncoder:
     """Explicit lifecycle: load (session + metadata check) at construction, then run per call."""
 
@@ -40,7 +49,7 @@ class OnnxRuntimeEncoder:
         if threads:
             opts.intra_op_num_threads = threads
         providers = ["CPUExecutionProvider"]
-        if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+        if "CUDAExecutionProvider" in ort.get_available_providers() and (device == "cuda" or (device == "auto" and _gpu_visible())):
             providers.insert(0, "CUDAExecutionProvider")
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=providers)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..io import atomic_output
 from .preprocess import PreprocessConfig, preprocess
 
 logger = logging.getLogger(__name__)
@@ -172,41 +172,22 @@ def _read_nifti(path: Path) -> np.ndarray:
 def save_slices(path: str | os.PathLike, slices: SliceSet) -> Path:
     """Write ``slices`` to ``path`` as a compressed ``.npz`` (images float16), atomically.
 
-    The file is written to a temporary file in the same folder and moved into place with
-    ``os.replace``, so an existing file at ``path`` is never left half-written. ``path`` is
-    used exactly as given (no ``.npz`` is appended).
+    An existing file at ``path`` is never left half-written (see :func:`cheartflow_sdk.io.atomic_output`).
+    ``path`` is used exactly as given (no ``.npz`` is appended).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(
-                fh,
-                format_version=np.int32(SLICES_FORMAT),
-                images=slices.images.astype(np.float16),
-                labels=slices.labels.astype(np.uint8),
-                patients=np.asarray(slices.patients, dtype=np.str_),
-                frames=np.asarray(slices.frames, dtype=np.str_),
-                slice_index=np.asarray(slices.slice_index, dtype=np.int32),
-            )
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _default_file_mode())  # mkstemp creates 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path) as tmp, open(tmp, "wb") as fh:  # a file object: numpy appends no ".npz"
+        np.savez_compressed(
+            fh,
+            format_version=np.int32(SLICES_FORMAT),
+            images=slices.images.astype(np.float16),
+            labels=slices.labels.astype(np.uint8),
+            patients=np.asarray(slices.patients, dtype=np.str_),
+            frames=np.asarray(slices.frames, dtype=np.str_),
+            slice_index=np.asarray(slices.slice_index, dtype=np.int32),
+        )
     logger.info("saved %d slices to %s (%.1f MB)", len(slices), path, path.stat().st_size / 1e6)
     return path
-
-
-def _default_file_mode() -> int:
-    """The mode a new file gets under the current umask (0o666 minus the umask)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def load_slices(path: str | os.PathLike) -> SliceSet:

@@ -26,10 +26,10 @@ import cv2
 import numpy as np
 
 from ..errors import InvalidInputError
+from ..validation import check_label_values
 
 logger = logging.getLogger(__name__)
 
-NUM_LABELS = 4  # 0 background, 1 RV, 2 MYO, 3 LV (ACDC)
 
 
 @dataclass(frozen=True)
@@ -152,14 +152,4 @@ def _check_labels(labels: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarr
     lab = np.asarray(labels)
     if lab.shape != shape:
         raise InvalidInputError(f"preprocess expects labels of the image's shape {shape}, got {lab.shape}")
-    if np.issubdtype(lab.dtype, np.floating):
-        if not np.all(np.isfinite(lab)) or np.any(lab != np.rint(lab)):
-            raise InvalidInputError("preprocess expects integer labels 0..3; got non-integer float values")
-    elif not (np.issubdtype(lab.dtype, np.integer) or lab.dtype == bool):
-        raise InvalidInputError(f"preprocess expects integer labels 0..3, got dtype {lab.dtype}")
-    if lab.size and (lab.min() < 0 or lab.max() >= NUM_LABELS):
-        raise InvalidInputError(
-            f"preprocess expects labels in 0..{NUM_LABELS - 1} (0 bg, 1 RV, 2 MYO, 3 LV), "
-            f"got values in {lab.min()}..{lab.max()}"
-        )
-    return lab.astype(np.uint8)
+    return check_label_values(lab, "preprocess")
