@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
-import nibabel as nib
 import numpy as np
 
+from .atomic import atomic_output, atomic_write_bytes, atomic_write_text
 from .errors import InvalidInputError
 from .validation import as_sketch_batch, describe
 
@@ -38,7 +37,6 @@ logger = logging.getLogger(__name__)
 
 SKETCH_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".npy", ".nii", ".nii.gz")
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-_DOUBLE_SUFFIXES = (".nii.gz", ".tar.gz")
 _GRID_PAD_VALUE = 230  # light gray between tiles and behind the titles
 _GRID_TEXT_VALUE = 0
 
@@ -212,6 +210,8 @@ def _read_nifti(file: Path, stem: str) -> tuple[np.ndarray, list[str]]:
     (a constant volume becomes 0). NaN/inf are rejected.
     """
     try:
+        import nibabel as nib  # lazily: only NIfTI input needs it
+
         data = np.asarray(nib.load(str(file), mmap=False).dataobj)
     except Exception as exc:  # nibabel, gzip, zlib and OS errors: any failure means unreadable
         raise InvalidInputError(f"{file}: cannot read NIfTI file ({type(exc).__name__}: {exc})") from exc
@@ -245,68 +245,6 @@ def _nifti_values(v: np.ndarray, file: Path) -> np.ndarray:
         return np.zeros_like(v)
     logger.debug("%s: values in [%g, %g], min-max scaled to [0, 1]", file, lo, hi)
     return (v - lo) / (hi - lo)
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-def _tmp_suffix(name: str) -> str:
-    low = name.lower()
-    for ext in _DOUBLE_SUFFIXES:
-        if low.endswith(ext):
-            return name[-len(ext) :]
-    return Path(name).suffix
-
-
-@contextlib.contextmanager
-def atomic_output(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on success move it onto `path`, on error delete it.
-
-    The temporary file (``.{name}.tmp-XXXXXXXX{suffix}``, created empty) keeps the suffix of
-    `path` so writers that look at it (cv2.imwrite, np.save, nibabel) still work. Parent
-    folders are created. On an exception the temporary file is removed and an existing
-    `path` is left untouched; ``os.replace`` makes the final move atomic.
-    """
-    target = Path(path)
-    if not target.name:
-        raise InvalidInputError(f"{path!r}: expected a file path, got a path without a file name")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_tmp(target)
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def _create_tmp(target: Path) -> Path:
-    suffix = _tmp_suffix(target.name)
-    for _ in range(100):
-        tmp = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}{suffix}")
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode honours the umask
-        except FileExistsError:
-            continue
-        os.close(fd)
-        return tmp
-    raise FileExistsError(f"{target}: could not create a unique temporary file next to it")
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write `data` to `path` atomically (flushed and fsync'ed before the rename); returns the Path."""
-    with atomic_output(path) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-    return Path(path)
-
-
-def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """Write `text` to `path` atomically, encoded with `encoding` (newlines are not translated)."""
-    return atomic_write_bytes(path, text.encode(encoding))
 
 
 # --------------------------------------------------------------------------- writing images

@@ -10,13 +10,12 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from . import kernels, sampling
+from .backends.registry import ONNX_FILENAME, open_encoder
 from .config import CONFIG_FILENAME, ModelConfig
 from .errors import InvalidInputError, ModelMismatchError, ModelNotAvailableError
 from .validation import as_sketch_batch, check_schedule, check_seed
 
 log = logging.getLogger(__name__)
-BACKENDS = ("auto", "onnxruntime", "torch")
-ONNX_FILENAME = "model.onnx"
 
 
 def default_model_dir(sketch_kind: str = "edges") -> Path:
@@ -38,29 +37,6 @@ def _resolve_model(model: str | Path | None, sketch_kind: str) -> Path:
     if not path.exists():
         raise ModelNotAvailableError(f"model path {path} does not exist (expected a model folder or an .onnx engine)")
     return path
-
-
-def _open_encoder(path: Path, backend: str, device: str):
-    if backend not in BACKENDS:
-        raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    onnx_file = path if path.is_file() else path / ONNX_FILENAME
-    has_onnx = onnx_file.suffix == ".onnx" and onnx_file.is_file()
-    has_torch = path.is_dir() and (path / CONFIG_FILENAME).is_file()
-    if path.is_file() and path.suffix != ".onnx":
-        raise InvalidInputError(f"{path}: expected a model folder or an .onnx engine file")
-    if backend == "auto":
-        backend = "onnxruntime" if has_onnx else "torch"
-    if backend == "onnxruntime":
-        if not has_onnx:
-            raise ModelNotAvailableError(f"no ONNX engine at {onnx_file}; create it with `cheartflow export {path}`")
-        from .backends.onnxruntime_backend import OnnxRuntimeEncoder
-
-        return OnnxRuntimeEncoder(onnx_file, device=device)
-    if not has_torch:
-        raise ModelNotAvailableError(f"backend 'torch' needs a model folder with {CONFIG_FILENAME} and model.safetensors, got {path}")
-    from .backends.torch_backend import TorchEncoder
-
-    return TorchEncoder(path, device=device)
 
 
 class Pipeline:
@@ -130,7 +106,7 @@ def load_pipeline(model: str | Path | None = None, backend: str = "auto", device
     the choice is in `pipe.backend`.
     """
     path = _resolve_model(model, sketch_kind)
-    encoder = _open_encoder(path, backend, device)
+    encoder = open_encoder(path, backend, device)
     pipe = Pipeline(encoder, path)
     log.info("loaded %r", pipe)
     return pipe

@@ -11,7 +11,7 @@ from .. import contract
 from .._optional import require
 from .._version import __version__
 from ..errors import ModelMismatchError
-from ..io import atomic_output
+from ..atomic import atomic_output
 from .parity import ParityReport, check_parity
 
 log = logging.getLogger(__name__)

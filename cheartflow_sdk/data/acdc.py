@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInputError
-from ..io import atomic_output
+from ..atomic import atomic_output
 from .preprocess import PreprocessConfig, preprocess
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from ..config import CONFIG_FILENAME, ModelConfig, TrainConfig, config_to_json, read_config
 from ..errors import InvalidInputError
-from ..io import atomic_output, atomic_write_text
+from ..atomic import atomic_output, atomic_write_text
 from ..models import ConsistencyEncoder, build_encoder
 
 MODEL_FILENAME = "model.safetensors"
