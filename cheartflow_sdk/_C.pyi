@@ -3,7 +3,11 @@
 Host functions take numpy arrays that must be C-contiguous, aligned and of the exact dtype; they raise
 TypeError (wrong type/dtype) or ValueError (shape, layout, value) naming the argument. The *_cuda
 functions take device pointers as ints and a cudaStream_t as an int; they raise
-cheartflow_sdk.errors.NativeUnavailableError (a RuntimeError) when CUDA is not compiled in or no GPU is usable.
+cheartflow_sdk.errors.NativeUnavailableError (a RuntimeError) when CUDA is not compiled in or no GPU is usable,
+ValueError for bad pointers (host memory, misaligned, null, on different GPUs, partial overlap) or a stream of
+another GPU. Kernels run on the GPU that holds the pointers (the caller's current device is restored) and are
+enqueued asynchronously on `stream` without synchronizing; all are safe under CUDA graph capture, except a host
+numpy `t` (rejected while capturing: the upload would be frozen into the graph).
 """
 
 import numpy as np
@@ -35,6 +39,10 @@ def set_num_threads(n: int) -> None:
 def get_num_threads() -> int:
     """Number of CPU threads used by the kernels."""
 
+def _use_f16c(enable: bool | None = None) -> bool:
+    """Testing aid: set (True/False) or query (None) whether float16 renoise on the CPU uses F16C instructions
+    (only where the CPU has them); returns the setting in effect. Results are bit-identical either way."""
+
 def _box_muller_parts(
     bits: npt.NDArray[np.uint32],
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
@@ -58,6 +66,12 @@ def renoise_cuda(x0_ptr: int, x1_ptr: int, t_ptr: int | npt.NDArray[np.float32],
 def renoise_with_noise_cuda(x0_ptr: int, x1_ptr: int, t_ptr: int | npt.NDArray[np.float32], eps_ptr: int, out_ptr: int,
                             batch: int, per_sample: int, dtype: str, sigma: float, stream: int = 0) -> None:
     """renoise_with_noise on device buffers (eps: device float32)."""
+
+def renoise_cuda_params(x0_ptr: int, x1_ptr: int, t_ptr: int, params_ptr: int, out_ptr: int, batch: int,
+                        per_sample: int, dtype: str, sigma: float, offset: int, stream: int = 0) -> None:
+    """CUDA-graph-safe renoise: t_ptr (device float32 [batch]) and params_ptr (device uint64[2] = {seed,
+    first_sample}) are read by the kernel at run time; offset and sigma are fixed at launch (graph capture).
+    The noise equals renoise_cuda's for the same values (first_sample + batch <= 2**32 is the caller's contract)."""
 
 def preprocess_cuda(src_ptr: int, src_dtype: str, out_ptr: int, out_dtype: str, numel: int, stream: int = 0) -> None:
     """preprocess of numel elements: src "uint8"/"float32" -> out "float32"/"float16"."""

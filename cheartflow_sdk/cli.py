@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from .backends.registry import BACKENDS
 from .errors import CheartflowError
 
 log = logging.getLogger("cheartflow")
@@ -48,17 +49,21 @@ def build_configs(preset: str, sketch: str, resolution: int, overrides: Sequence
     return ModelConfig(**model_kw), TrainConfig(**train_kw)
 
 
-def load_training_set(data: str, sketch: str, resolution: int, split: str = "train"):
-    """(images [N,1,R,R] in [-1,1], sketches [N,1,R,R] in [0,1]) from an ACDC folder or a packed .npz."""
+def load_split(data: str, split: str, resolution: int):
+    """A SliceSet of `split` at `resolution` from an ACDC folder, or from a packed .npz (its one split)."""
     from .data import PreprocessConfig, load_acdc, load_slices
-    from .sketch import make_sketch
 
-    if data.endswith(".npz"):
-        slices = load_slices(data)
-    else:
-        slices = load_acdc(data, split, config=PreprocessConfig(size=resolution))
+    slices = load_slices(data) if data.endswith(".npz") else load_acdc(data, split, config=PreprocessConfig(size=resolution))
     if slices.images.shape[-1] != resolution:
         raise CheartflowError(f"{data} holds {slices.images.shape[-1]}px slices but resolution={resolution} was asked for")
+    return slices
+
+
+def load_training_set(data: str, sketch: str, resolution: int, split: str = "train"):
+    """(images [N,1,R,R] in [-1,1], sketches [N,1,R,R] in [0,1]) from an ACDC folder or a packed .npz."""
+    from .sketch import make_sketch
+
+    slices = load_split(data, split, resolution)
     images = slices.images.astype("float32")
     return images, make_sketch(sketch, images=images, labels=slices.labels)
 
@@ -80,17 +85,118 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_onnx
+def cmd_train_baseline(args: argparse.Namespace) -> int:
+    from .baselines import config_fields, default_config, train_baseline
 
-    if args.format != "onnx":
-        raise CheartflowError(f"--format {args.format!r} is not available yet; supported: onnx")
-    path, report = export_onnx(args.model, args.out, gate=not args.no_gate)
+    fields = config_fields(args.kind)
+    overrides: dict[str, Any] = {"sketch_kind": args.sketch, "resolution": args.resolution}
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in fields:
+            raise CheartflowError(f"--set expects FIELD=VALUE with FIELD one of {sorted(fields)}; got {item!r}")
+        overrides[key] = _parse_value(raw)
+    for key in ("steps", "batch_size"):
+        if getattr(args, key):
+            overrides[key] = getattr(args, key)
+    cfg = default_config(args.kind, **overrides)
+    images, sketches = load_training_set(args.data, args.sketch, args.resolution)
+    log.info("training %s on %d slices into %s", args.kind, len(images), args.out)
+    train_baseline(args.kind, images, sketches, args.out, cfg, device=args.device, time_limit_s=args.time_limit,
+                   resume=not args.no_resume, progress=not args.quiet)
+    return 0
+
+
+def cmd_train_seg(args: argparse.Namespace) -> int:
+    from .segmentation import SegmenterConfig, SegTrainConfig, train_segmenter
+
+    train_kw: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep or key not in {f.name for f in dataclasses.fields(SegTrainConfig)}:
+            raise CheartflowError(f"--set expects FIELD=VALUE with FIELD a SegTrainConfig field; got {item!r}")
+        train_kw[key] = _parse_value(raw)
+    for key in ("steps", "batch_size"):
+        if getattr(args, key):
+            train_kw[key] = getattr(args, key)
+    train = load_split(args.data, "train", args.resolution)
+    val = load_split(args.val or args.data, "val", args.resolution) if not args.data.endswith(".npz") or args.val else None
+    _, results = train_segmenter(train.images, train.labels, SegmenterConfig(resolution=args.resolution),
+                                 SegTrainConfig(**train_kw), args.out, device=args.device,
+                                 val=(val.images, val.labels) if val is not None else None,
+                                 time_limit_s=args.time_limit, progress=not args.quiet)
+    dice = [r.val_dice for r in results if r.val_dice is not None]
+    log.info("segmenter written to %s%s", args.out, f"; validation Dice {dice[-1]:.3f}" if dice else "")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .atomic import atomic_write_text
+    from .errors import ModelNotAvailableError
+    from .evaluation import Evaluator, pipeline_method, rows_to_json, sweep_t1
+    from .pipeline import load_pipeline
+    from .segmentation import load_segmenter
+
+    pipe = load_pipeline(args.model, backend=args.backend, device=args.device, sketch_kind=args.sketch_kind or "edges")
+    kind = pipe.config.sketch_kind
+    slices = load_split(args.data, args.split, pipe.config.resolution)
+    torch_device = "cuda" if args.device == "cuda" else "cpu"
+    try:
+        segmenter = load_segmenter(args.segmenter, torch_device)
+    except ModelNotAvailableError as exc:
+        log.warning("no segmenter, so no seg_dice / frechet_seg: %s", exc)
+        segmenter = None
+    ev = Evaluator(slices, segmenter=segmenter, inception_weights=args.inception_weights,
+                   lpips_weights=args.lpips_weights, device=torch_device, split=args.split)
+    schedule = _parse_schedule(args.schedule)
+    res = ev.evaluate(pipeline_method(pipe, args.steps, schedule, args.seed), f"cHeartFlow {args.steps}-step", kind,
+                      args.steps, seed=args.seed)
+    rows = [res.row, ev.reference_row()]
+    if args.t1_sweep:
+        t1s = [float(v) for v in args.t1_sweep.split(",")]
+        rows += [r.row for r in sweep_t1(ev, lambda t: pipeline_method(pipe, 2, (t,), args.seed), kind, t1s, sweep="t1")]
+    for row in rows:
+        metrics = ", ".join(f"{k} {row[k]:.4g}" for k in ("ssim", "psnr", "seg_dice", "frechet_seg", "fid", "lpips")
+                            if isinstance(row.get(k), (int, float)))
+        log.info("%s (%s, NFE %s, %s): %s", row["method"], row["sketch"], row["nfe"], row["split"], metrics)
+    if args.json:
+        atomic_write_text(args.json, rows_to_json(rows))
+        log.info("wrote %s", args.json)
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from .data import PreprocessConfig, load_acdc, save_slices
+
+    slices = load_acdc(args.data, args.split, config=PreprocessConfig(size=args.resolution), progress=not args.quiet)
+    path = save_slices(args.out, slices)
+    log.info("packed %d %s slices (%dpx) into %s", len(slices), args.split, args.resolution, path)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_engine
+
+    opts: dict[str, Any] = {"gate": not args.no_gate}
+    if args.format in ("tensorrt", "torch-compiled"):
+        opts["max_batch"] = args.max_batch
+    if args.format == "torch-compiled" and args.device != "auto":
+        opts["device"] = args.device
+    if args.format == "tensorrt" and args.timing_cache:
+        opts["timing_cache"] = args.timing_cache
+    path, report = export_engine(args.model, args.format, args.out, **opts)
     if report is not None:
         log.info("parity gate passed: max abs error %.2e, PSNR %.1f dB over %d inputs", report.max_abs_error,
                  report.psnr_db, report.n_inputs)
     log.info("wrote %s", path)
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .export import verify_engine
+
+    report = verify_engine(args.engine, args.reference, device=args.device)
+    (log.info if report.passed else log.error)("%s", report.summary())
+    return 0 if report.passed else 1
 
 
 def _parse_schedule(raw: str | None):
@@ -188,12 +294,71 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-resume", action="store_true", help="start over even if --out holds a training state")
     t.set_defaults(func=cmd_train)
 
-    e = sub.add_parser("export", help="export a trained model to an engine")
+    b = sub.add_parser("train-baseline", help="train a Table-1 baseline (pix2pix or iDDPM) on the same data")
+    b.add_argument("--kind", required=True, choices=("pix2pix", "iddpm"))
+    b.add_argument("--data", required=True, help="ACDC root folder or a .npz from `cheartflow pack`")
+    b.add_argument("--out", required=True, help="run folder (resumable: rerun the same command to continue)")
+    b.add_argument("--sketch", choices=("edges", "labels"), default="edges")
+    b.add_argument("--resolution", type=int, default=128)
+    b.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a baseline config field")
+    b.add_argument("--steps", type=int)
+    b.add_argument("--batch-size", type=int)
+    b.add_argument("--device", default="auto")
+    b.add_argument("--time-limit", type=float, help="stop (and checkpoint) after this many seconds")
+    b.add_argument("--no-resume", action="store_true")
+    b.set_defaults(func=cmd_train_baseline)
+
+    g = sub.add_parser("train-seg", help="train the evaluation segmenter (seg-Dice, Frechet-seg) on ACDC train/val")
+    g.add_argument("--data", required=True, help="ACDC root folder (train + val splits) or a packed train .npz")
+    g.add_argument("--val", help="packed val .npz when --data is a .npz")
+    g.add_argument("--out", required=True)
+    g.add_argument("--resolution", type=int, default=128)
+    g.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="override a SegTrainConfig field")
+    g.add_argument("--steps", type=int)
+    g.add_argument("--batch-size", type=int)
+    g.add_argument("--device", default="auto")
+    g.add_argument("--time-limit", type=float)
+    g.set_defaults(func=cmd_train_seg)
+
+    q = sub.add_parser("eval", help="SSIM/PSNR (+ seg-Dice, Frechet-seg, FID, LPIPS) of a model on an ACDC split")
+    q.add_argument("--data", required=True, help="ACDC root folder or a packed .npz of the split")
+    q.add_argument("--split", choices=("train", "val", "test"), default="test")
+    q.add_argument("--model", help="model folder or engine (default: the bundled model)")
+    q.add_argument("--sketch-kind", choices=("edges", "labels"))
+    q.add_argument("--steps", type=int, default=1)
+    q.add_argument("--schedule", help="comma-separated t_k, steps-1 of them")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--segmenter", help="segmenter folder from `cheartflow train-seg` (default: the bundled one)")
+    q.add_argument("--inception-weights", help="pytorch-fid Inception weights (pt_inception-2015-12-05-6726825d.pth) for FID")
+    q.add_argument("--lpips-weights", help="lpips AlexNet v0.1 state dict for LPIPS")
+    q.add_argument("--t1-sweep", help="comma-separated t_1 values: two-step faithfulness/realism sweep")
+    q.add_argument("--backend", default="auto", choices=BACKENDS)
+    q.add_argument("--device", default="auto")
+    q.add_argument("--json", help="write the result rows here (JSON)")
+    q.set_defaults(func=cmd_eval)
+
+    k = sub.add_parser("pack", help="preprocess one ACDC split into a single .npz (for `train --data` on another machine)")
+    k.add_argument("--data", required=True, help="ACDC root folder (with splits.json)")
+    k.add_argument("--split", choices=("train", "val", "test"), default="train")
+    k.add_argument("--resolution", type=int, default=128)
+    k.add_argument("--out", required=True, help="output .npz path")
+    k.set_defaults(func=cmd_pack)
+
+    e = sub.add_parser("export", help="export a trained model to an engine (behind the parity gate)")
     e.add_argument("model", help="run folder written by `cheartflow train`")
-    e.add_argument("--format", default="onnx", help="engine format (onnx)")
-    e.add_argument("--out", help="engine path (default: MODEL/model.onnx)")
+    e.add_argument("--format", default="onnx", choices=("onnx", "onnx-fp16", "tensorrt", "torch-compiled"))
+    e.add_argument("--out", help="engine path (default: MODEL/<standard name>: model.onnx, model.fp16.onnx, model.engine, model.pt2)")
     e.add_argument("--no-gate", action="store_true", help="skip the parity check against the PyTorch encoder")
+    e.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="torch-compiled: cuda (fp16) or cpu (fp32)")
+    e.add_argument("--max-batch", type=int, default=256, help="tensorrt / torch-compiled: largest batch")
+    e.add_argument("--timing-cache", help="tensorrt: timing cache path (default: beside the engine)")
     e.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("verify", help="rerun the parity gate of an engine against its source checkpoint")
+    v.add_argument("engine")
+    v.add_argument("--reference", help="source run folder (default: found from the engine's metadata)")
+    v.add_argument("--device", default="auto")
+    v.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("synth", help="synthesize images from sketch files (PNG/JPEG/NumPy/NIfTI, a file or a folder)")
     s.add_argument("input")
@@ -202,7 +367,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=1, help="encoder evaluations: 1 = one-step, 2 = two-step, ...")
     s.add_argument("--schedule", help="comma-separated re-noise times t_k in (0,1), steps-1 of them")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--backend", default="auto", choices=("auto", "onnxruntime", "torch"))
+    s.add_argument("--backend", default="auto", choices=BACKENDS)
     s.add_argument("--device", default="auto")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--sketch-kind", choices=("edges", "labels"), help="declare the input's kind (checked against the model)")

@@ -4,7 +4,10 @@ The ``*_reference`` functions are the specification (and the test oracle). The p
 (``normal_noise``, ``renoise``, ``renoise_with_noise``, ``preprocess``, ``postprocess``) run the native
 module ``cheartflow_sdk._C`` when it imports (CPU, multi-threaded), else the reference, and run the CUDA
 kernels for arrays exposing ``__cuda_array_interface__`` (torch / CuPy CUDA tensors). The native and
-reference paths give bit-identical results. This module imports numpy only.
+reference paths give bit-identical results (the CUDA path too, except that a NaN may carry another payload).
+``renoise_device_params`` is the CUDA-graph-safe variant: t and (seed, first_sample) live in device buffers
+read at run time. CUDA kernels run on the GPU holding the arrays, on the arrays' current stream unless
+``stream=`` is given, without synchronizing. This module imports numpy only.
 
 Noise definition (identical on every backend, batch size and device): for sample b of a batch, global
 sample index s = first_sample + b, and element p of that sample (row-major over the non-batch axes),
@@ -44,6 +47,7 @@ __all__ = [
     "preprocess",
     "preprocess_reference",
     "renoise",
+    "renoise_device_params",
     "renoise_reference",
     "renoise_with_noise",
     "renoise_with_noise_reference",
@@ -634,7 +638,10 @@ def renoise(x0_hat: Any, x1: Any, t: Any, sigma: float, seed: int, offset: int, 
             out: Any = None, *, stream: int | None = None) -> Any:
     """Bridge re-noise (1-t)*x0_hat + t*x1 + t*(1-t)*sigma^2*eps with counter-based eps (seed, offset =
     step, first_sample = global index of sample 0). x0_hat, x1: same dtype float32/float16 and shape [B, ...];
-    t: float or [B]; out may be x0_hat (in-place). CUDA arrays run on their GPU on `stream`."""
+    t: float or [B]; out may be x0_hat (in-place). CUDA arrays run on their GPU on `stream`; there t may be a
+    CUDA float32 [B] array (read at run time, values not checked, graph-safe) or host values (uploaded per
+    call; refused under CUDA graph capture). For per-request seeds under graph replay use
+    ``renoise_device_params``."""
     fn = "renoise"
     sigma = _check_sigma(sigma, fn)
     seed = _check_u64(seed, fn, "seed")
@@ -651,6 +658,49 @@ def renoise(x0_hat: Any, x1: Any, t: Any, sigma: float, seed: int, offset: int, 
     else:
         out[...] = renoise_reference(x0, x1_, t, sigma, seed, offset, first)
     return out
+
+
+def renoise_device_params(x0_hat: Any, x1: Any, t: Any, sigma: float, params: Any, offset: int, out: Any = None, *,
+                          stream: int | None = None) -> Any:
+    """CUDA-graph-safe renoise of CUDA arrays: per-request values are read from device memory when the kernel
+    runs, so a captured graph replays with whatever the buffers hold at replay time.
+
+    x0_hat, x1 (and out): CUDA float32/float16 [B, ...] of one dtype and shape (out may be x0_hat);
+    t: CUDA float32 [B]; params: CUDA uint64 (or int64, same bits) array of 2 values (seed, first_sample).
+    sigma and offset (the step number) are launch arguments, frozen into a captured graph node. Values on the
+    device are not checked (that would need a synchronization): t must be in [0, 1].
+    The noise is bit-identical to ``renoise(x0_hat, x1, t, sigma, seed, offset, first_sample)`` for the values
+    in the buffers; first_sample + B <= 2**32 is the caller's contract (the device cannot raise: the 32-bit
+    sample counter would wrap). Runs on `stream` (default: the arrays' current stream, e.g. torch's current
+    stream of their device, which is the capturing stream inside ``torch.cuda.graph``).
+    Raises InvalidInputError for host arrays or a wrong dtype/shape, NativeUnavailableError without CUDA.
+    """
+    fn = "renoise_device_params"
+    sigma = _check_sigma(sigma, fn)
+    offset = _check_u64(offset, fn, "offset")
+    named = [("x0_hat", x0_hat), ("x1", x1), ("t", t), ("params", params)] + ([("out", out)] if out is not None else [])
+    for name, value in named:
+        if not _is_cuda(value):
+            raise InvalidInputError(f"{fn}: {name} must be a CUDA array (e.g. a torch CUDA tensor): it is read on "
+                                    f"the GPU when the kernel runs; got {_describe(value)}")
+    native = _require_cuda(fn)
+    x0 = _device_array(x0_hat, fn, "x0_hat", (np.float32, np.float16))
+    x1_ = _device_array(x1, fn, "x1", (x0.dtype.type,))
+    _check_same_shape(x1_, x0, fn, "x1")
+    batch = x0.shape[0]
+    if batch > 2**32:
+        raise InvalidInputError(f"{fn}: B must be <= 2**32 (32-bit sample counter), got {batch}")
+    t_dev = _device_array(t, fn, "t", (np.float32,))
+    if t_dev.shape != (batch,):
+        raise InvalidInputError(f"{fn}: t must have shape (B,) = ({batch},), got {t_dev.shape}")
+    p = _device_array(params, fn, "params", (np.uint64, np.int64))
+    if p.shape != (2,):
+        raise InvalidInputError(f"{fn}: params must have shape (2,) = (seed, first_sample), got {p.shape}")
+    out_obj, out_dev = _device_out(out, x0, x0.shape, x0.dtype, fn)
+    s = _resolve_stream(stream, [x0, x1_])
+    native.renoise_cuda_params(x0.ptr, x1_.ptr, t_dev.ptr, p.ptr, out_dev.ptr, batch, _per_sample(x0.shape),
+                               x0.dtype.name, sigma, offset, s)
+    return out_obj
 
 
 def renoise_with_noise(x0_hat: Any, x1: Any, t: Any, sigma: float, eps: Any, out: Any = None, *,

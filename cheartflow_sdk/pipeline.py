@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -13,6 +15,8 @@ from . import kernels, sampling
 from .backends.registry import ONNX_FILENAME, open_encoder
 from .config import CONFIG_FILENAME, ModelConfig
 from .errors import InvalidInputError, ModelMismatchError, ModelNotAvailableError
+from .runtime.prefetch import Prefetcher
+from .runtime.prefetch import prefetch as _prefetch
 from .validation import as_sketch_batch, check_schedule, check_seed
 
 log = logging.getLogger(__name__)
@@ -39,18 +43,49 @@ def _resolve_model(model: str | Path | None, sketch_kind: str) -> Path:
     return path
 
 
-class Pipeline:
-    """Sketches in ([B,H,W] uint8 or [B,1,H,W] float in [0,1]), images out (float32 [B,1,H,W] in [0,1])."""
+_OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
 
-    def __init__(self, encoder: Any, source: Path):
+
+def _check_output_dtype(dtype: Any) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in _OUTPUT_DTYPES:
+        raise InvalidInputError(f"dtype: images come as float32 in [0, 1] or uint8 in 0..255, got {dtype!r}")
+    return dt
+
+
+def _check_prefetch(prefetch: Any) -> int:
+    if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or prefetch < 1:
+        raise InvalidInputError(f"prefetch: expected an int >= 1 (batches prepared ahead), got {prefetch!r}")
+    return int(prefetch)
+
+
+class Pipeline:
+    """Sketches in ([B,H,W] uint8 or [B,1,H,W] float in [0,1]), images out (float32 [B,1,H,W] in [0,1],
+    or uint8 with dtype=np.uint8).
+
+    With a PyTorch (or other torch-callable) encoder on a CUDA GPU, requests run through a CudaGraphRunner:
+    the whole K-step loop on the device, replayed from captured CUDA graphs (``pipe.runner``). ``warmup()``
+    captures them ahead of the first request; without it, a batch bucket's first request runs the same
+    launches eagerly (identical images) and its graph is captured on the second. Otherwise the sampler runs
+    over the encoder's numpy interface and ``stream`` prepares the next batch on a worker thread.
+    A pipeline is not meant to be shared by threads that stream concurrently.
+    """
+
+    def __init__(self, encoder: Any, source: Path, runner: Any = None):
         self.encoder = encoder
         self.config: ModelConfig = encoder.config
         self.backend: str = encoder.name
         self.source = source
+        self.runner = runner
 
     def __repr__(self) -> str:
         c = self.config
-        return f"Pipeline(backend={self.backend!r}, sketch_kind={c.sketch_kind!r}, resolution={c.resolution}, source='{self.source}')"
+        graphs = ", cuda_graphs=True" if self.runner is not None else ""
+        return (f"Pipeline(backend={self.backend!r}, sketch_kind={c.sketch_kind!r}, resolution={c.resolution}, "
+                f"source='{self.source}'{graphs})")
 
     def _check_request(self, steps: int, schedule: Any, seed: int, sketch_kind: str | None) -> tuple[Any, int]:
         if sketch_kind is not None and sketch_kind != self.config.sketch_kind:
@@ -60,6 +95,7 @@ class Pipeline:
         if schedule is None and steps > 1 and len(self.config.default_schedule) == steps - 1:
             schedule = self.config.default_schedule
         if schedule is not None and np.ndim(schedule) == 2:
+            check_schedule(None, steps)  # validates steps
             sched = np.asarray(schedule, dtype=np.float32)
             if sched.shape[1] != steps - 1 or not ((sched > 0) & (sched < 1)).all():
                 raise InvalidInputError(f"schedule: a per-sample schedule needs shape (B, {steps - 1}) with values in (0, 1)")
@@ -67,35 +103,144 @@ class Pipeline:
             sched = check_schedule(schedule, steps)
         return sched, check_seed(seed)
 
-    def _run(self, x: np.ndarray, steps: int, schedule: Any, seed: int, first_sample: int) -> np.ndarray:
-        x1 = kernels.preprocess(x)
+    # ------------------------------------------------------------------ input preparation
+
+    def _host_input(self, batch: Any, name: str) -> np.ndarray:
+        """Validated float32 [B,1,R,R] in [0, 1] (the numpy path)."""
+        return as_sketch_batch(batch, resolution=self.config.resolution, name=name)
+
+    def _device_input(self, batch: Any, name: str) -> np.ndarray:
+        """For the CUDA runner: uint8 sketches stay uint8 [B,R,R] (a quarter of the bytes to copy; they need
+        no range check), anything else is validated into float32 [B,1,R,R]."""
+        r = self.config.resolution
+        if isinstance(batch, np.ndarray) and batch.dtype == np.uint8 and batch.size > 0 and (
+                batch.ndim in (2, 3) or (batch.ndim == 4 and batch.shape[1] == 1)) and batch.shape[-2:] == (r, r):
+            return np.ascontiguousarray(batch.reshape(-1, r, r))
+        return as_sketch_batch(batch, resolution=r, name=name)
+
+    # ------------------------------------------------------------------ numpy path
+
+    def _run(self, x: np.ndarray, steps: int, schedule: Any, seed: int, first_sample: int,
+             dtype: Any = np.float32) -> np.ndarray:
+        return self._sample(kernels.preprocess(x), steps, schedule, seed, first_sample, dtype)
+
+    def _sample(self, x1: np.ndarray, steps: int, schedule: Any, seed: int, first_sample: int,
+                dtype: np.dtype) -> np.ndarray:
         noise = sampling.PhiloxNoise(seed=seed, sigma=self.config.sigma, first_sample=first_sample)
-        return kernels.postprocess(sampling.sample(self.encoder, x1, steps, schedule, noise))
+        return kernels.postprocess(sampling.sample(self.encoder, x1, steps, schedule, noise), dtype)
+
+    # ------------------------------------------------------------------ public API
 
     def synthesize(self, sketches: Any, steps: int = 1, schedule: Any = None, seed: int = 0,
-                   batch_size: int = 64, sketch_kind: str | None = None) -> np.ndarray:
+                   batch_size: int = 64, sketch_kind: str | None = None, dtype: Any = np.float32) -> np.ndarray:
         """Synthesize one image per sketch with `steps` encoder evaluations (1 = one-step).
 
         schedule: the steps - 1 re-noise times t_k in (0, 1) (shared, or one row per sketch); None uses the
         model's default. seed: noise seed; sample i of the request gets the same noise however it is batched.
+        dtype: float32 images in [0, 1] (default) or uint8 in 0..255.
         """
-        x = as_sketch_batch(sketches, resolution=self.config.resolution)
+        out_dtype = _check_output_dtype(dtype)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InvalidInputError(f"batch_size: expected an int >= 1, got {batch_size!r}")
         sched, seed = self._check_request(steps, schedule, seed, sketch_kind)
+        x = self._device_input(sketches, "sketches") if self.runner is not None else self._host_input(sketches, "sketches")
+        if np.ndim(sched) == 2 and len(sched) != len(x):
+            raise InvalidInputError(f"schedule: a per-sample schedule needs one row per sketch ({len(x)}), got {len(sched)}")
         outs = []
         for start in range(0, len(x), batch_size):
             part = sched[start:start + batch_size] if np.ndim(sched) == 2 else sched
-            outs.append(self._run(x[start:start + batch_size], steps, part, seed, start))
+            chunk = x[start:start + batch_size]
+            if self.runner is not None:
+                outs.append(self.runner.run(chunk, steps, part, seed, start, out_dtype))
+            else:
+                outs.append(self._run(chunk, steps, part, seed, start, out_dtype))
         return np.concatenate(outs)
 
     def stream(self, batches: Iterable[Any], steps: int = 1, schedule: Any = None, seed: int = 0,
-               sketch_kind: str | None = None) -> Iterator[np.ndarray]:
-        """Yield the images of each batch in input order; equal to synthesize() on the concatenated batches."""
+               sketch_kind: str | None = None, dtype: Any = np.float32, prefetch: int = 2) -> Iterator[np.ndarray]:
+        """Yield the images of each batch in input order; equal to synthesize() on the concatenated batches.
+
+        Batches may have any sizes. Arguments are checked here, at the call; each batch is validated and
+        preprocessed on a worker thread up to `prefetch` batches ahead (on a GPU runner the next chunk's
+        copy-in also overlaps the current chunk's compute). A bad batch raises InvalidInputError naming it
+        ("stream batch 3: ..."), after the images of the batches before it; an exception raised by `batches`
+        itself reaches the caller the same way. Stopping early (break, close()) stops the worker.
+        """
+        out_dtype = _check_output_dtype(dtype)
+        depth = _check_prefetch(prefetch)
         sched, seed = self._check_request(steps, schedule, seed, sketch_kind)
+        if np.ndim(sched) == 2:
+            raise InvalidInputError("schedule: stream takes one schedule shared by all samples, shape "
+                                    f"({steps - 1},); per-sample schedules are for synthesize()")
+        try:
+            items = iter(batches)
+        except TypeError:
+            raise InvalidInputError(f"batches: expected an iterable of sketch batches, got {type(batches).__name__}") from None
+        if self.runner is not None:
+            return self._stream_runner(items, steps, sched, seed, out_dtype, depth)
+        return self._stream_numpy(items, steps, sched, seed, out_dtype, depth)
+
+    def _stream_numpy(self, items: Iterator[Any], steps: int, sched: Any, seed: int, dtype: np.dtype,
+                      depth: int) -> Iterator[np.ndarray]:
+        def prepare(i: int, batch: Any) -> np.ndarray:
+            return kernels.preprocess(self._host_input(batch, f"stream batch {i}"))
+
         first = 0
-        for i, batch in enumerate(batches):
-            x = as_sketch_batch(batch, resolution=self.config.resolution, name=f"stream batch {i}")
-            yield self._run(x, steps, sched, seed, first)
-            first += len(x)
+        for x1 in _prefetch(items, prepare, depth):
+            yield self._sample(x1, steps, sched, seed, first, dtype)
+            first += len(x1)
+
+    def _stream_runner(self, items: Iterator[Any], steps: int, sched: Any, seed: int, dtype: np.dtype,
+                       depth: int) -> Iterator[np.ndarray]:
+        def prepare(i: int, batch: Any) -> np.ndarray:
+            return self._device_input(batch, f"stream batch {i}")
+
+        with Prefetcher(items, prepare, depth) as ready:  # polled: launches only batches that have arrived
+            yield from self.runner.stream(ready, steps, sched, seed, 0, dtype)
+
+    def warmup(self, steps: Iterable[int] = (1, 2), batch_sizes: Iterable[int] | None = None,
+               sketch_dtype: Any = np.float32, dtype: Any = np.float32) -> float:
+        """Pay the cold start now instead of on the first request; returns the seconds it took.
+
+        On a CUDA runner: captures the graphs of every batch bucket (or of `batch_sizes`' buckets) for each
+        number of `steps`, for `sketch_dtype` inputs (uint8 or float32) and `dtype` outputs. Otherwise: one
+        batch-1 request per number of steps (engine initialization, allocator warm-up).
+        """
+        out_dtype = _check_output_dtype(dtype)
+        steps = list(steps)
+        for k in steps:
+            check_schedule(None, k)  # validates each number of steps
+        t0 = time.perf_counter()
+        if self.runner is not None:
+            self.runner.warmup(steps, batch_sizes, sketch_dtype, out_dtype)
+        else:
+            x = np.zeros((1, 1, self.config.resolution, self.config.resolution), np.float32)
+            for k in steps:
+                self.synthesize(x, steps=k, dtype=out_dtype)
+        seconds = time.perf_counter() - t0
+        log.info("warm-up of %r took %.3f s", self, seconds)
+        return seconds
+
+
+def _make_runner(encoder: Any) -> Any:
+    """A CudaGraphRunner when the encoder runs torch CUDA tensors and the CUDA kernels are usable, else None."""
+    from .runtime import DEFAULT_BUCKETS, CudaGraphRunner, torch_callable
+
+    fn = torch_callable(encoder)
+    if fn is None:
+        return None
+    if not kernels.cuda_available():
+        log.warning("%s runs on a GPU but cheartflow_sdk._C has no usable CUDA kernels; sampling goes through "
+                    "host arrays (slower). Rebuild the package with CUDA for the device-resident runtime.", encoder.name)
+        return None
+    cfg = encoder.config
+    device = getattr(encoder, "device", "cuda")
+    # an engine built for a largest batch (compiled / TensorRT profiles) bounds the buckets
+    buckets = tuple(getattr(encoder, "buckets", None) or DEFAULT_BUCKETS)
+    max_batch = getattr(encoder, "max_batch", None)
+    if max_batch:
+        buckets = tuple(b for b in buckets if b <= int(max_batch)) or (int(max_batch),)
+    return CudaGraphRunner(fn, cfg.resolution, cfg.sigma, device=device, buckets=buckets, name=encoder.name)
 
 
 def load_pipeline(model: str | Path | None = None, backend: str = "auto", device: str = "auto",
@@ -103,10 +248,11 @@ def load_pipeline(model: str | Path | None = None, backend: str = "auto", device
     """Load a model folder or an exported engine (None: the bundled default for `sketch_kind`).
 
     backend: "auto" (ONNX Runtime when an .onnx engine is there, else PyTorch), "onnxruntime" or "torch";
-    the choice is in `pipe.backend`.
+    the choice is in `pipe.backend`. A PyTorch encoder on a CUDA GPU gets the CUDA-graph runtime
+    (`pipe.runner`); call `pipe.warmup()` to capture its graphs before the first request.
     """
     path = _resolve_model(model, sketch_kind)
     encoder = open_encoder(path, backend, device)
-    pipe = Pipeline(encoder, path)
+    pipe = Pipeline(encoder, path, runner=_make_runner(encoder))
     log.info("loaded %r", pipe)
     return pipe

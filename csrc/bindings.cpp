@@ -464,6 +464,29 @@ void renoise_with_noise_cuda(py::handle x0, py::handle x1, py::handle t, py::han
   cf::cuda::renoise(x0_p, x1_p, tt.dev, tt.host_ptr(), eps_p, out_p, b, n, dt, sg, 0, 0, 0, st);
 }
 
+// Graph-safe variant: t_ptr (device float32 [batch]) and params_ptr (device uint64[2] = {seed, first_sample})
+// are read by the kernel when it runs; offset is fixed at launch (or graph capture).
+void renoise_cuda_params(py::handle x0, py::handle x1, py::handle t, py::handle params, py::handle out,
+                         py::handle batch, py::handle per_sample, py::handle dtype, py::handle sigma, py::handle offset,
+                         py::handle stream) {
+  const std::string fn = "renoise_cuda_params";
+  cf::cuda::require_available(fn);
+  const int64_t b = size_arg(batch, fn, "batch"), n = size_arg(per_sample, fn, "per_sample");
+  require_block_range(fn, n);
+  if (static_cast<uint64_t>(b) > 0x100000000ull) {
+    value_error(fn + ": batch must be <= 2**32 (the sample index is a 32-bit counter word), got " + std::to_string(b));
+  }
+  const auto dt = cuda_dtype_arg(dtype, fn, "dtype", {DT::F32, DT::F16});
+  if (py::isinstance<py::array>(t)) type_error(fn + ": t_ptr must be a device pointer (int), got a host numpy array");
+  const uintptr_t x0_p = ptr_arg(x0, fn, "x0_ptr"), x1_p = ptr_arg(x1, fn, "x1_ptr"), t_p = ptr_arg(t, fn, "t_ptr");
+  const uintptr_t params_p = ptr_arg(params, fn, "params_ptr"), out_p = ptr_arg(out, fn, "out_ptr");
+  const float sg = sigma_arg(sigma, fn);
+  const uint64_t o = u64_arg(offset, fn, "offset");
+  const uintptr_t st = ptr_arg(stream, fn, "stream");
+  py::gil_scoped_release nogil;
+  cf::cuda::renoise_params(x0_p, x1_p, t_p, params_p, out_p, b, n, dt, sg, o, st);
+}
+
 void preprocess_cuda(py::handle src, py::handle src_dtype, py::handle out, py::handle out_dtype, py::handle numel,
                      py::handle stream) {
   const std::string fn = "preprocess_cuda";
@@ -529,6 +552,10 @@ PYBIND11_MODULE(_C, m) {
         "float32/16 [B,1,H,W] -> clamp((x+1)/2, 0, 1) float32, or uint8 round-half-even(255*that).");
   m.def("set_num_threads", &set_num_threads, arg("n"), "Number of CPU threads of the kernels (>= 1).");
   m.def("get_num_threads", &cf::cpu::get_num_threads, "Number of CPU threads of the kernels.");
+  m.def("_use_f16c", [](py::object enable) { return cf::cpu::use_f16c(enable.is_none() ? -1 : (py::bool_(enable) ? 1 : 0)); },
+        arg("enable") = py::none(),
+        "Testing aid: set (True/False) or query (None) whether float16 renoise on the CPU uses F16C instructions "
+        "(only where the CPU has them); returns the setting in effect. Results are identical either way.");
   m.def("_box_muller_parts", &box_muller_parts, arg("bits"),
         "Testing aid: (u, log(u), sin(2*pi*u), cos(2*pi*u)) float32 for raw uint32 Philox words.");
 
@@ -542,6 +569,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("renoise_with_noise_cuda", &renoise_with_noise_cuda, arg("x0_ptr"), arg("x1_ptr"), arg("t_ptr"), arg("eps_ptr"),
         arg("out_ptr"), arg("batch"), arg("per_sample"), arg("dtype"), arg("sigma"), arg("stream") = 0,
         "renoise_with_noise on device buffers (eps: device float32).");
+  m.def("renoise_cuda_params", &renoise_cuda_params, arg("x0_ptr"), arg("x1_ptr"), arg("t_ptr"), arg("params_ptr"),
+        arg("out_ptr"), arg("batch"), arg("per_sample"), arg("dtype"), arg("sigma"), arg("offset"), arg("stream") = 0,
+        "CUDA-graph-safe renoise: t_ptr (device float32 [batch]) and params_ptr (device uint64[2] = {seed, "
+        "first_sample}) are read at run time; offset is fixed at launch. Noise equals renoise_cuda's for the same values.");
   m.def("preprocess_cuda", &preprocess_cuda, arg("src_ptr"), arg("src_dtype"), arg("out_ptr"), arg("out_dtype"),
         arg("numel"), arg("stream") = 0, "preprocess on device buffers of numel elements.");
   m.def("postprocess_cuda", &postprocess_cuda, arg("src_ptr"), arg("src_dtype"), arg("out_ptr"), arg("out_dtype"),

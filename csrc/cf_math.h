@@ -13,6 +13,10 @@
 #include <cstring>
 
 #if defined(__CUDACC__)
+#include <cuda_fp16.h>
+#endif
+
+#if defined(__CUDACC__)
 #define CF_HD __host__ __device__ __forceinline__
 #else
 #define CF_HD inline
@@ -96,7 +100,8 @@ CF_HD uint32_t uniform_numerator(uint32_t x) { return 2u * (x >> 9) + 1u; }
 
 // u = (2k+1) / 2^24, exact in float32, strictly inside (0, 1).
 CF_HD float uniform_from_bits(uint32_t x) {
-  return static_cast<float>(uniform_numerator(x)) * kTwoPowMinus24;
+  // The numerator is < 2**24: converting it as int32 is exact and vectorizes everywhere.
+  return static_cast<float>(static_cast<int32_t>(uniform_numerator(x))) * kTwoPowMinus24;
 }
 
 // ln(2) split so that e * kLn2Hi is exact for |e| < 128 (kLn2Hi has 17 significant bits).
@@ -116,10 +121,9 @@ CF_HD float log_f32(float u) {
   const uint32_t bits = f32_to_bits(u);
   int32_t e = static_cast<int32_t>(bits >> 23) - 127;
   uint32_t mbits = (bits & 0x007FFFFFu) | 0x3F800000u;  // m in [1, 2)
-  if (mbits >= 0x3FB504F3u) {                          // m >= float32(sqrt(2)): use m/2, e+1
-    mbits -= 0x00800000u;
-    e += 1;
-  }
+  const uint32_t big = mbits >= 0x3FB504F3u ? 1u : 0u;  // m >= float32(sqrt(2)): use m/2, e+1
+  mbits -= big << 23;
+  e += static_cast<int32_t>(big);
   const float f = bits_to_f32(mbits) - 1.0f;  // exact (Sterbenz: m in [1/2, 2])
   const float s = f / (2.0f + f);
   const float z = s * s;
@@ -150,22 +154,22 @@ struct SinCos {
 // remainder r = n mod 2^22 (= 4u - q in units of 2^-22); r > 2^21 moves to the next quadrant
 // with r - 2^22 < 0, so the reduced angle y = (r * 2^-22) * pi/2 lies in [-pi/4, pi/4].
 CF_HD SinCos sincos_2pi_n(uint32_t n) {
-  uint32_t q = n >> 22;
   int32_t r = static_cast<int32_t>(n & 0x003FFFFFu);
-  if (r > 0x00200000) {
-    r -= 0x00400000;
-    q += 1u;
-  }
+  const uint32_t next = r > 0x00200000 ? 1u : 0u;
+  r -= static_cast<int32_t>(next << 22);
+  const uint32_t q = (n >> 22) + next;
   const float y = (static_cast<float>(r) * kTwoPowMinus22) * kHalfPi;
   const float z = y * y;
   const float sn = y + y * (z * (kSin1 + z * (kSin2 + z * (kSin3 + z * kSin4))));
   const float cs = 1.0f + z * (kCos1 + z * (kCos2 + z * (kCos3 + z * (kCos4 + z * kCos5))));
-  switch (q & 3u) {
-    case 0u: return SinCos{sn, cs};
-    case 1u: return SinCos{cs, -sn};
-    case 2u: return SinCos{-sn, -cs};
-    default: return SinCos{-cs, sn};
-  }
+  // Quadrant q: (sin, cos) = (sn, cs), (cs, -sn), (-sn, -cs), (-cs, sn) for q % 4 = 0, 1, 2, 3 (selects, no
+  // branches, so that the CPU loops vectorize).
+  const bool odd = (q & 1u) != 0u;
+  const float s1 = odd ? cs : sn;
+  const float c1 = odd ? sn : cs;
+  const float s = (q & 2u) ? -s1 : s1;
+  const float c = ((q + 1u) & 2u) ? -c1 : c1;
+  return SinCos{s, c};
 }
 
 CF_HD float sqrt_f32(float x) {
@@ -198,9 +202,16 @@ CF_HD F32x4 normal4(uint32_t block, uint32_t sample, uint64_t offset, uint64_t s
 
 // ---------------------------------------------------------------------------------------------
 // float16 storage (IEEE binary16 bits in a uint16_t), round-to-nearest-even like numpy astype
+//
+// The host versions are exact bit manipulation; device code uses the hardware conversions
+// (cvt.f32.f16 and cvt.rn.f16.f32, IEEE round-to-nearest-even with subnormals, no flush-to-zero),
+// which give the same bits for every non-NaN value. NaN stays NaN; only its payload may differ.
 // ---------------------------------------------------------------------------------------------
 
 CF_HD float f16_bits_to_f32(uint16_t h) {
+#if defined(__CUDA_ARCH__)
+  return __half2float(__ushort_as_half(h));
+#else
   const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
   const uint32_t exp = (h >> 10) & 0x1Fu;
   const uint32_t man = h & 0x03FFu;
@@ -208,9 +219,13 @@ CF_HD float f16_bits_to_f32(uint16_t h) {
   if (exp != 0u) return bits_to_f32(sign | ((exp + 112u) << 23) | (man << 13));
   const float mag = static_cast<float>(man) * kTwoPowMinus24;  // zero or subnormal, exact
   return sign ? -mag : mag;
+#endif
 }
 
 CF_HD uint16_t f32_to_f16_bits(float f) {
+#if defined(__CUDA_ARCH__)
+  return __half_as_ushort(__float2half_rn(f));
+#else
   const uint32_t bits = f32_to_bits(f);
   const uint32_t sign = (bits >> 16) & 0x8000u;
   const uint32_t a = bits & 0x7FFFFFFFu;
@@ -232,6 +247,7 @@ CF_HD uint16_t f32_to_f16_bits(float f) {
   const uint32_t half = 1u << (shift - 1u);
   if (rem > half || (rem == half && (h & 1u))) h += 1u;
   return static_cast<uint16_t>(sign | h);
+#endif
 }
 
 CF_HD float load_f32(const float* p) { return *p; }
@@ -281,7 +297,7 @@ CF_HD float postprocess_unit(float x) {
 // so the addition rounds v to the nearest integer (ties to even) and the subtraction is exact.
 CF_HD uint8_t postprocess_u8(float x) {
   const float v = postprocess_unit(x) * 255.0f;
-  return static_cast<uint8_t>((v + 8388608.0f) - 8388608.0f);
+  return static_cast<uint8_t>(static_cast<int32_t>((v + 8388608.0f) - 8388608.0f));  // exact integer in [0, 255]
 }
 
 }  // namespace cf

@@ -8,6 +8,9 @@ namespace cf::cpu {
 
 void set_num_threads(int n);
 int get_num_threads();
+// Testing aid: whether float16 renoise uses the F16C instructions (x86-64 CPUs that have them; same bits as
+// the portable conversion). enable: 1 = use them when available, 0 = portable code, -1 = query only.
+bool use_f16c(int enable);
 
 void normal_fill(float* out, int64_t batch, int64_t per_sample, uint64_t seed, uint64_t offset,
                  uint64_t first_sample);

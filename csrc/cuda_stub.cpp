@@ -23,6 +23,11 @@ void renoise(uintptr_t, uintptr_t, uintptr_t, const float*, uintptr_t, uintptr_t
   require_available("renoise_cuda");
 }
 
+void renoise_params(uintptr_t, uintptr_t, uintptr_t, uintptr_t, uintptr_t, int64_t, int64_t, DType, float, uint64_t,
+                    uintptr_t) {
+  require_available("renoise_cuda_params");
+}
+
 void preprocess(uintptr_t, DType, uintptr_t, DType, int64_t, uintptr_t) {
   require_available("preprocess_cuda");
 }

@@ -1,69 +1,64 @@
-"""Export the encoder E(x, t) to ONNX (opset >= 17, dynamic batch, `t` an input) with cheartflow metadata."""
+"""Export the encoder E(x, t) to ONNX (opset >= 17, dynamic batch, `t` an input) with cheartflow metadata.
+
+Two precisions: fp32 (the reference engine) and fp16 (`export_onnx_fp16`: fp16 weights and compute with
+float32 inputs/outputs, GroupNorm and attention kept in fp32; see fp16.py). Both are parity-gated in ONNX
+Runtime (CPU) against the fp32 PyTorch encoder before the file lands.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
 
 from .. import contract
 from .._optional import require
-from .._version import __version__
-from ..errors import ModelMismatchError
 from ..atomic import atomic_output
-from .parity import ParityReport, check_parity
+from .metadata import engine_metadata
+from .parity import ParityReport, check_parity, describe_gate, enforce_gate
 
 log = logging.getLogger(__name__)
-FP32_MAX_ABS_ERROR = 1e-4
-
-
-def _metadata(cfg, source_sha256: str, precision: str) -> dict[str, str]:
-    from dataclasses import asdict
-
-    return {
-        contract.META_MODEL_CONFIG: json.dumps(asdict(cfg)),
-        contract.META_SKETCH_KIND: cfg.sketch_kind,
-        contract.META_RESOLUTION: str(cfg.resolution),
-        contract.META_SIGMA: repr(cfg.sigma),
-        contract.META_DEFAULT_SCHEDULE: json.dumps(list(cfg.default_schedule)),
-        contract.META_SDK_VERSION: __version__,
-        contract.META_SOURCE_SHA256: source_sha256,
-        contract.META_PRECISION: precision,
-    }
 
 
 def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset: int = contract.ONNX_OPSET,
-                gate: bool = True) -> tuple[Path, ParityReport | None]:
-    """Write `model_dir`'s encoder as an fp32 ONNX engine (default: model_dir/model.onnx).
+                gate: bool = True, precision: str = "fp32") -> tuple[Path, ParityReport | None]:
+    """Write `model_dir`'s encoder as an ONNX engine (default: model_dir/model.onnx, or model.fp16.onnx).
 
-    With `gate`, the engine is first run in ONNX Runtime against the PyTorch encoder; if the max abs error
-    exceeds 1e-4 or any output is not finite, nothing is written and ModelMismatchError gives the numbers.
+    With `gate`, the engine is first run in ONNX Runtime (CPU) against the fp32 PyTorch encoder: fp32 needs
+    max abs error <= 1e-4, fp16 PSNR >= 40 dB, both no NaN/inf; otherwise nothing is written and
+    ModelMismatchError gives the measured numbers.
     """
     torch = require("torch")
     onnx = require("onnx")
     from ..backends.onnxruntime_backend import OnnxRuntimeEncoder
     from ..backends.torch_backend import TorchEncoder
-    from ..training.checkpoint import MODEL_FILENAME, file_sha256
 
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
     model_dir = Path(model_dir)
-    out_path = Path(out_path) if out_path is not None else model_dir / "model.onnx"
+    fmt = "onnx" if precision == "fp32" else "onnx-fp16"
+    out_path = Path(out_path) if out_path is not None else model_dir / contract.ENGINE_FILENAMES[fmt]
     reference = TorchEncoder(model_dir, device="cpu")
     cfg = reference.config
+    module = reference.module
+    if precision == "fp16":
+        from .fp16 import half_encoder
+
+        module = half_encoder(module)
     r = cfg.resolution
     example = (torch.zeros(2, 1, r, r), torch.ones(2))
     with atomic_output(out_path) as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(
-                reference.module, example, str(tmp), dynamo=False, opset_version=opset,
+                module, example, str(tmp), dynamo=False, opset_version=opset,
                 input_names=[contract.INPUT_X, contract.INPUT_T], output_names=[contract.OUTPUT],
                 dynamic_axes=contract.dynamic_axes(),
             )
         proto = onnx.load(str(tmp))
-        for key, value in _metadata(cfg, file_sha256(model_dir / MODEL_FILENAME), "fp32").items():
+        for key, value in engine_metadata(cfg, model_dir, precision, fmt).items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         proto.producer_name = "cheartflow-sdk"
@@ -72,10 +67,12 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset
         report = None
         if gate:
             report = check_parity(OnnxRuntimeEncoder(tmp, device="cpu"), reference, r)
-            log.info("parity of %s: %s", out_path.name, report)
-            if not report.passes(max_abs_error=FP32_MAX_ABS_ERROR):
-                raise ModelMismatchError(
-                    f"parity gate failed for the fp32 ONNX engine: max abs error {report.max_abs_error:.3g} "
-                    f"(limit {FP32_MAX_ABS_ERROR}), PSNR {report.psnr_db:.1f} dB, finite={report.finite}; nothing written"
-                )
+            log.info("parity of %s: %s", out_path.name, describe_gate(report, precision))
+            enforce_gate(report, precision, f"the {precision} ONNX engine {out_path.name}")
     return out_path, report
+
+
+def export_onnx_fp16(model_dir: str | Path, out_path: str | Path | None = None, opset: int = contract.ONNX_OPSET,
+                     gate: bool = True) -> tuple[Path, ParityReport | None]:
+    """Write the fp16 ONNX engine (default: model_dir/model.fp16.onnx); gated at PSNR >= 40 dB."""
+    return export_onnx(model_dir, out_path, opset=opset, gate=gate, precision="fp16")

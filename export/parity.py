@@ -11,6 +11,8 @@ from ..errors import ModelMismatchError
 
 # Times covering the one-step point, the default two-step point and both ends of the bridge.
 PARITY_TIMES = (1.0, 0.75, 0.5, 0.25, 0.05)
+FP32_MAX_ABS_ERROR = 1e-4  # gate of fp32 engines: max abs error on the model range [-1, 1]
+FP16_MIN_PSNR_DB = 40.0  # gate of fp16 engines: PSNR over the data range 2
 
 
 @dataclass
@@ -65,3 +67,28 @@ def check_parity(engine: Callable[[np.ndarray, np.ndarray], np.ndarray],
     mse = float(np.mean(err**2))
     psnr = float("inf") if mse == 0 else float(10 * np.log10(4.0 / mse))
     return ParityReport(float(err.max()), psnr, finite, len(x))
+
+
+def gate_limits(precision: str) -> dict[str, float]:
+    """The parity-gate limits of an engine precision, as keyword arguments of ParityReport.passes."""
+    if precision == "fp32":
+        return {"max_abs_error": FP32_MAX_ABS_ERROR}
+    if precision == "fp16":
+        return {"min_psnr_db": FP16_MIN_PSNR_DB}
+    raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
+
+
+def describe_gate(report: ParityReport, precision: str) -> str:
+    """The measured numbers next to the limits of `precision`, for logs and error messages."""
+    limits = gate_limits(precision)
+    limit = (f"max abs error <= {limits['max_abs_error']:g}" if "max_abs_error" in limits
+             else f"PSNR >= {limits['min_psnr_db']:g} dB")
+    return (f"max abs error {report.max_abs_error:.3g}, PSNR {report.psnr_db:.1f} dB, finite={report.finite} "
+            f"over {report.n_inputs} inputs (limit for {precision}: {limit}, no NaN/inf)")
+
+
+def enforce_gate(report: ParityReport, precision: str, what: str) -> ParityReport:
+    """Raise ModelMismatchError with the measured numbers when `report` fails the gate of `precision`."""
+    if not report.passes(**gate_limits(precision)):
+        raise ModelMismatchError(f"parity gate failed for {what}: {describe_gate(report, precision)}; nothing written")
+    return report

@@ -78,3 +78,66 @@ def test_synth_on_model_folder_with_torch_backend(tmp_path, trained_model_dir):
     np.save(src, np.zeros((2, 32, 32), np.uint8))
     assert main(["synth", str(src), "--model", str(model), "--out", str(tmp_path / "o"), "--backend", "torch"]) == 0
     assert len(list((tmp_path / "o").glob("*.png"))) == 2
+
+
+def test_pack_then_train_from_npz(tmp_path):
+    from cheartflow_sdk.data import load_slices
+    from cheartflow_sdk.data.phantom import write_phantom_acdc
+
+    write_phantom_acdc(tmp_path / "acdc", n_patients=6, slices_per_volume=3, size=48, seed=1)
+    packed = tmp_path / "train.npz"
+    assert main(["-q", "pack", "--data", str(tmp_path / "acdc"), "--split", "train", "--resolution", "32", "--out", str(packed)]) == 0
+    slices = load_slices(packed)
+    assert slices.images.shape[1:] == (1, 32, 32) and len(slices) > 0
+    assert main(["-q", "train", "--data", str(packed), "--out", str(tmp_path / "run"), "--resolution", "32",
+                 "--preset", "tiny", "--sketch", "labels", "--steps", "2", "--batch-size", "2"]) == 0
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+    assert main(["-q", "train", "--data", str(packed), "--out", str(tmp_path / "run2"), "--resolution", "64",
+                 "--preset", "tiny"]) == 2  # packed at 32 px: a clear error, not a silent resize
+
+
+def test_train_baseline_cli(tmp_path):
+    from cheartflow_sdk.baselines import load_baseline
+    from cheartflow_sdk.data.phantom import write_phantom_acdc
+
+    write_phantom_acdc(tmp_path / "acdc", n_patients=6, slices_per_volume=2, size=48, seed=2)
+    run = tmp_path / "p2p"
+    assert main(["-q", "train-baseline", "--kind", "pix2pix", "--data", str(tmp_path / "acdc"), "--out", str(run),
+                 "--resolution", "32", "--steps", "2", "--batch-size", "2", "--set", "ngf=8", "--set", "ndf=8"]) == 0
+    out = load_baseline(run, device="cpu")(np.zeros((1, 32, 32), np.uint8))
+    assert out.shape == (1, 1, 32, 32)
+    assert main(["-q", "train-baseline", "--kind", "iddpm", "--data", str(tmp_path / "acdc"), "--out", str(tmp_path / "x"),
+                 "--resolution", "32", "--set", "bogus=1"]) == 2
+
+
+def test_export_formats_and_verify_cli(tmp_path, trained_model_dir, caplog):
+    model = tmp_path / "m"
+    shutil.copytree(trained_model_dir, model)
+    assert main(["export", str(model), "--format", "onnx-fp16"]) == 0
+    assert (model / "model.fp16.onnx").is_file()
+    caplog.clear()
+    caplog.set_level("INFO")
+    assert main(["verify", str(model / "model.fp16.onnx")]) == 0
+    assert "parity gate passed" in caplog.text
+    with pytest.raises(SystemExit):
+        main(["export", str(model), "--format", "bogus"])
+
+
+def test_train_seg_then_eval(tmp_path, onnx_model, caplog):
+    import json
+
+    from cheartflow_sdk.data.phantom import write_phantom_acdc
+
+    data = tmp_path / "acdc"
+    write_phantom_acdc(data, n_patients=6, slices_per_volume=3, size=48, seed=3)
+    seg = tmp_path / "seg"
+    assert main(["-q", "train-seg", "--data", str(data), "--out", str(seg), "--resolution", "32", "--steps", "3",
+                 "--batch-size", "4"]) == 0
+    out = tmp_path / "rows.json"
+    caplog.set_level("INFO")
+    assert main(["eval", "--data", str(data), "--split", "train", "--model", str(onnx_model), "--segmenter", str(seg),
+                 "--steps", "2", "--t1-sweep", "0.3,0.7", "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert [r["nfe"] for r in rows if r["method"].startswith("cHeartFlow")] == [2, 2, 2]
+    assert all(0 <= r["ssim"] <= 1 and r["seg_dice"] is not None for r in rows if r["method"].startswith("cHeartFlow"))
+    assert "frechet_seg" in caplog.text

@@ -38,6 +38,9 @@ def test_metadata_round_trip(trained_model_dir, onnx_model):
     assert float(meta[contract.META_SIGMA]) == 0.5
     assert json.loads(meta[contract.META_DEFAULT_SCHEDULE]) == [0.5]
     assert meta[contract.META_PRECISION] == "fp32" and len(meta[contract.META_SOURCE_SHA256]) == 64
+    assert meta[contract.META_FORMAT] == "onnx"
+    assert meta[contract.META_SOURCE_SHA256] == contract.file_sha256(trained_model_dir / "model.safetensors")
+    assert meta[contract.META_SOURCE_PATH] == str(trained_model_dir.resolve())
     assert proto.opset_import[0].version >= 17
     enc = OnnxRuntimeEncoder(onnx_model, device="cpu")
     assert enc.config == TorchEncoder(trained_model_dir).config
@@ -56,17 +59,13 @@ def test_gate_rejects_a_broken_engine(trained_model_dir):
 
 
 def test_export_fails_with_numbers_and_writes_nothing(trained_model_dir, tmp_path, monkeypatch):
-    import cheartflow_sdk.export.onnx_export as mod
+    from cheartflow_sdk.export import parity
 
-    monkeypatch.setattr(mod, "FP32_MAX_ABS_ERROR", 0.0)  # force the gate to fail: any rounding is too much
+    monkeypatch.setattr(parity, "FP32_MAX_ABS_ERROR", -1.0)  # force the gate to fail: no error is small enough
     out = tmp_path / "engine.onnx"
-    try:
-        mod.export_onnx(trained_model_dir, out)
-    except ModelMismatchError as exc:
-        assert "max abs error" in str(exc)
-        assert not out.exists() and not list(tmp_path.iterdir())
-    else:  # bit-exact parity is possible on some CPUs; then the file must exist and be valid
-        assert out.is_file()
+    with pytest.raises(ModelMismatchError, match=r"max abs error .* PSNR .*limit for fp32.*nothing written"):
+        export_onnx(trained_model_dir, out)
+    assert not out.exists() and not list(tmp_path.iterdir())
 
 
 def test_corrupt_and_foreign_engines(tmp_path):
@@ -91,3 +90,62 @@ def test_corrupt_and_foreign_engines(tmp_path):
 def test_export_to_other_path(trained_model_dir, tmp_path):
     path, report = export_onnx(trained_model_dir, tmp_path / "sub" / "e.onnx")
     assert path.is_file() and report.passes(max_abs_error=1e-4)
+
+
+def _perturb_output_conv(src, dst, delta):
+    """A copy of the ONNX engine `src` whose last Conv bias is shifted by `delta` (a deliberately broken engine)."""
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(src))
+    inits = {i.name: i for i in proto.graph.initializer}
+    bias = inits[[n for n in proto.graph.node if n.op_type == "Conv"][-1].input[2]]
+    value = numpy_helper.to_array(bias)
+    bias.CopyFrom(numpy_helper.from_array((value + delta).astype(value.dtype), bias.name))
+    onnx.save(proto, str(dst))
+    return dst
+
+
+def test_verify_passes_and_rejects_a_perturbed_engine(trained_model_dir, onnx_model, tmp_path):
+    from cheartflow_sdk.export import verify_engine
+
+    report = verify_engine(onnx_model)
+    assert report.passed and report.source_matches and report.backend == "onnxruntime-cpu"
+    assert report.precision == "fp32" and report.max_abs_error <= 1e-4
+    broken = _perturb_output_conv(onnx_model, tmp_path / "broken.onnx", 0.05)
+    report = verify_engine(broken, reference_model_dir=trained_model_dir)  # its recorded source is found too
+    assert report.source_matches and not report.gate_passed and not report.passed
+    assert report.max_abs_error > 1e-4 and "FAILED" in report.summary()
+    with pytest.raises(ModelMismatchError, match="verify failed: .*parity gate FAILED"):
+        verify_engine(broken, raise_on_failure=True)
+
+
+def test_verify_needs_the_source_checkpoint(onnx_model, tmp_path):
+    from cheartflow_sdk.errors import ModelNotAvailableError
+    from cheartflow_sdk.export import verify_engine
+
+    proto = onnx.load(str(onnx_model))
+    for p in proto.metadata_props:
+        if p.key == contract.META_SOURCE_PATH:
+            p.value = str(tmp_path / "gone")
+    moved = tmp_path / "moved.onnx"
+    onnx.save(proto, str(moved))
+    with pytest.raises(ModelNotAvailableError, match="needs its source checkpoint"):
+        verify_engine(moved)
+    with pytest.raises(InvalidInputError, match="expected an engine file"):
+        verify_engine(tmp_path)
+
+
+def test_verify_reports_a_different_checkpoint(trained_model_dir, onnx_model, tmp_path):
+    import shutil
+
+    from cheartflow_sdk.export import verify_engine
+
+    other = tmp_path / "other"
+    shutil.copytree(trained_model_dir, other, ignore=shutil.ignore_patterns("*.onnx", "train_state"))
+    from safetensors.torch import load_file, save_file
+
+    weights = other / "model.safetensors"
+    save_file(load_file(str(weights)), str(weights), metadata={"note": "re-saved"})  # same weights, other bytes
+    report = verify_engine(onnx_model, reference_model_dir=other)
+    assert report.gate_passed and not report.source_matches and not report.passed
+    assert "DIFFERS" in report.summary()

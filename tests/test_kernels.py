@@ -51,7 +51,7 @@ def native_renoise(C, x0, x1, t, sigma, seed, offset, first=0):
 # ------------------------------------------------------------------------------- renoise
 
 
-@pytest.mark.parametrize("shape", [(4, 1, 9, 11), (3, 5), (2, 1, 8, 8), (1, 1)])
+@pytest.mark.parametrize("shape", [(4, 1, 9, 11), (3, 5), (2, 1, 8, 8), (1, 1), (2, 1, 33, 31), (2, 1100)])
 def test_renoise_fp32_equals_reference_exactly(C, rng, shape):
     x0, x1 = batch(rng, shape)
     t = rng.uniform(0, 1, shape[0]).astype(np.float32)
@@ -137,7 +137,34 @@ def test_public_renoise_scalar_t_in_place_and_fallback(C, rng, monkeypatch):
 # ----------------------------------------------------------------------- fp16 conversions
 
 
-def test_fp16_rounding_matches_numpy_on_edge_and_random_values(C, rng):
+@pytest.fixture(params=[True, False], ids=["f16c", "portable"])
+def f16_path(request, C):
+    """Runs a test with the F16C float16 conversions (where the CPU has them) and with the portable code."""
+    previous = C._use_f16c()
+    active = C._use_f16c(request.param)
+    if request.param and not active:
+        pytest.skip("this CPU has no F16C instructions")
+    yield active
+    C._use_f16c(previous)
+
+
+def test_f16c_switch_reports_and_restores(C):
+    previous = C._use_f16c()
+    try:
+        assert C._use_f16c(False) is False and C._use_f16c() is False
+        assert isinstance(C._use_f16c(True), bool)
+    finally:
+        C._use_f16c(previous)
+    assert C._use_f16c() == previous
+
+
+def test_renoise_fp16_same_bits_with_and_without_f16c(C, rng, f16_path):
+    x0, x1 = batch(rng, (3, 1, 17, 13), np.float16)  # 221 px: SIMD steps of 4 and a scalar tail
+    t = np.array([0.1, 0.5, 0.97], np.float32)
+    assert bits_equal(native_renoise(C, x0, x1, t, 1.3, 5, 2), kernels.renoise_reference(x0, x1, t, 1.3, 5, 2))
+
+
+def test_fp16_rounding_matches_numpy_on_edge_and_random_values(C, rng, f16_path):
     """eps passes through unchanged (coefficient (0.5*0.5)*2**2 = 1, x0 = x1 = 0), so out = fp16(eps)."""
     edges = np.array([0, -0.0, 1, -1, 65504, 65519.996, 65520, -65520, 1e6, np.inf, -np.inf,
                       2.0**-14, 2.0**-24, 2.0**-25, np.nextafter(np.float32(2.0**-25), 1), 3 * 2.0**-25,
@@ -154,7 +181,7 @@ def test_fp16_rounding_matches_numpy_on_edge_and_random_values(C, rng):
     assert bits_equal(out, want)
 
 
-def test_fp16_decoding_matches_numpy_on_every_value(C):
+def test_fp16_decoding_matches_numpy_on_every_value(C, f16_path):
     x0 = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
     x0 = x0[~np.isnan(x0)].reshape(1, -1)
     zeros = np.zeros_like(x0)
@@ -252,28 +279,28 @@ T2 = np.array([0.5, 0.5], np.float32)
 
 
 def _renoise_args(**over):
-    args = dict(x0_hat=F32, x1=F32.copy(), t=T2, sigma=0.5, seed=1, offset=2, first_sample=0,
-                out=np.empty_like(F32))
+    args = {"x0_hat": F32, "x1": F32.copy(), "t": T2, "sigma": 0.5, "seed": 1, "offset": 2, "first_sample": 0,
+                "out": np.empty_like(F32)}
     args.update(over)
     return args
 
 
 @pytest.mark.parametrize("over,exc,match", [
-    (dict(x0_hat=F32.astype(np.float64)), TypeError, r"x0_hat must have dtype float32 or float16, got float64"),
-    (dict(x0_hat=[[1.0]]), TypeError, r"x0_hat must be a numpy.ndarray"),
-    (dict(x1=F32.astype(np.float16)), TypeError, r"x1 must have the same dtype as x0_hat \(float32\)"),
-    (dict(x1=np.zeros((2, 1, 4, 5), np.float32)), ValueError, r"x1 must have the same shape as x0_hat \(2, 1, 4, 4\)"),
-    (dict(x1=np.zeros((2, 1, 4, 8), np.float32)[..., ::2]), ValueError, r"x1 must be C-contiguous"),
-    (dict(out=np.empty((2, 1, 4, 4), np.float16)), TypeError, r"out must have the same dtype"),
-    (dict(t=np.array([0.5], np.float32)), ValueError, r"t must have shape \(B,\) = \(2,\)"),
-    (dict(t=np.array([0.5, 0.5])), TypeError, r"t must have dtype float32, got float64"),
-    (dict(t=np.array([0.5, 1.5], np.float32)), ValueError, r"t\[1\] = 1.5 is not in \[0, 1\]"),
-    (dict(sigma=float("nan")), ValueError, r"sigma must be finite"),
-    (dict(sigma="a"), TypeError, r"sigma must be a real number"),
-    (dict(seed=-1), ValueError, r"seed must be in \[0, 2\*\*64\)"),
-    (dict(seed=2**64), ValueError, r"seed must be in"),
-    (dict(offset=1.5), TypeError, r"offset must be an int"),
-    (dict(first_sample=2**32 - 1), ValueError, r"first_sample \+ B must be <= 2\*\*32"),
+    ({"x0_hat": F32.astype(np.float64)}, TypeError, r"x0_hat must have dtype float32 or float16, got float64"),
+    ({"x0_hat": [[1.0]]}, TypeError, r"x0_hat must be a numpy.ndarray"),
+    ({"x1": F32.astype(np.float16)}, TypeError, r"x1 must have the same dtype as x0_hat \(float32\)"),
+    ({"x1": np.zeros((2, 1, 4, 5), np.float32)}, ValueError, r"x1 must have the same shape as x0_hat \(2, 1, 4, 4\)"),
+    ({"x1": np.zeros((2, 1, 4, 8), np.float32)[..., ::2]}, ValueError, r"x1 must be C-contiguous"),
+    ({"out": np.empty((2, 1, 4, 4), np.float16)}, TypeError, r"out must have the same dtype"),
+    ({"t": np.array([0.5], np.float32)}, ValueError, r"t must have shape \(B,\) = \(2,\)"),
+    ({"t": np.array([0.5, 0.5])}, TypeError, r"t must have dtype float32, got float64"),
+    ({"t": np.array([0.5, 1.5], np.float32)}, ValueError, r"t\[1\] = 1.5 is not in \[0, 1\]"),
+    ({"sigma": float("nan")}, ValueError, r"sigma must be finite"),
+    ({"sigma": "a"}, TypeError, r"sigma must be a real number"),
+    ({"seed": -1}, ValueError, r"seed must be in \[0, 2\*\*64\)"),
+    ({"seed": 2**64}, ValueError, r"seed must be in"),
+    ({"offset": 1.5}, TypeError, r"offset must be an int"),
+    ({"first_sample": 2**32 - 1}, ValueError, r"first_sample \+ B must be <= 2\*\*32"),
 ])
 def test_native_renoise_rejects_bad_input(C, over, exc, match):
     a = _renoise_args(**over)
@@ -351,6 +378,8 @@ class FakeCudaArray:
     lambda: kernels.normal_noise((2, 3), 1, 2, out=FakeCudaArray((2, 3))),
     lambda: kernels.preprocess(FakeCudaArray((2, 4, 4), "|u1")),
     lambda: kernels.postprocess(FakeCudaArray((2, 1, 4, 4), "<f2")),
+    lambda: kernels.renoise_device_params(FakeCudaArray((2, 1, 4, 4)), FakeCudaArray((2, 1, 4, 4)), FakeCudaArray((2,)),
+                                          0.5, FakeCudaArray((2,), "<u8"), 3),
 ])
 def test_cuda_arrays_without_usable_gpu_raise_native_unavailable(call):
     if kernels.cuda_available():
@@ -374,6 +403,24 @@ def test_native_cuda_entry_points_raise_cleanly_without_gpu(C):
         C.postprocess_cuda(1, "float32", 2, "uint8", 16, 0)
     with pytest.raises(RuntimeError):  # NativeUnavailableError is a RuntimeError
         C.renoise_with_noise_cuda(1, 2, T2, 3, 4, 2, 16, "float16", 0.5, 0)
+    with pytest.raises(NativeUnavailableError, match="renoise_cuda_params"):
+        C.renoise_cuda_params(1, 2, 3, 4, 5, 2, 16, "float32", 0.5, 7)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: kernels.renoise_device_params(F32, F32, T2, 0.5, np.array([1, 0], np.uint64), 3),
+     r"renoise_device_params: x0_hat must be a CUDA array .*got numpy array dtype=float32"),
+    (lambda: kernels.renoise_device_params(FakeCudaArray((2, 1, 4, 4)), FakeCudaArray((2, 1, 4, 4)), T2, 0.5,
+                                           FakeCudaArray((2,), "<u8"), 3), r"t must be a CUDA array"),
+    (lambda: kernels.renoise_device_params(FakeCudaArray((2, 1, 4, 4)), FakeCudaArray((2, 1, 4, 4)), FakeCudaArray((2,)),
+                                           0.5, (1, 0), 3), r"params must be a CUDA array"),
+    (lambda: kernels.renoise_device_params(F32, F32, T2, -1.0, None, 3), r"sigma must be finite, >= 0"),
+    (lambda: kernels.renoise_device_params(F32, F32, T2, 0.5, None, -3), r"offset must be in"),
+])
+def test_renoise_device_params_rejects_host_arrays_and_bad_values_anywhere(call, match):
+    """Host arrays are input errors whatever the machine (the values must live on the GPU)."""
+    with pytest.raises(InvalidInputError, match=match):
+        call()
 
 
 # ------------------------------------------------------------------------------------ imports

@@ -128,7 +128,9 @@ def test_sincos_quadrants_are_exact_at_multiples_of_a_quarter_turn():
 
 # ---------------------------------------------------------------- native == reference, bitwise
 
-SHAPES = [(1, 1), (3, 4), (2, 5), (2, 1, 5, 7), (4, 1, 16, 16), (2, 3, 3, 3), (0, 4), (3, 0)]
+# Small and odd sizes, and sizes spanning several 256-element chunks of the CPU kernel with partial ends.
+SHAPES = [(1, 1), (3, 4), (2, 5), (2, 1, 5, 7), (4, 1, 16, 16), (2, 3, 3, 3), (0, 4), (3, 0), (2, 1000),
+          (1, 1027), (3, 1, 33, 31)]
 SEEDS = [(0, 0, 0), (7, 1, 0), (2**64 - 1, 2**64 - 1, 2**32 - 5), (0x1_0000_0001, 0x2_0000_0003, 12345)]
 
 

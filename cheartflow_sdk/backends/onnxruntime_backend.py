@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import numpy as np
 
 from .. import contract
 from .._optional import require
-from ..config import ModelConfig, model_config_from_dict
 from ..errors import InvalidInputError, ModelMismatchError
 
 log = logging.getLogger(__name__)
@@ -21,11 +19,7 @@ def read_onnx_metadata(session) -> dict[str, str]:
     return dict(session.get_modelmeta().custom_metadata_map)
 
 
-def config_from_metadata(meta: dict[str, str], source: str | Path) -> ModelConfig:
-    """The ModelConfig embedded in an engine's metadata; a clear error when it is missing."""
-    if contract.META_MODEL_CONFIG not in meta:
-        raise ModelMismatchError(f"{source} has no cheartflow metadata ({contract.META_MODEL_CONFIG}); export it with `cheartflow export`")
-    return model_config_from_dict(json.loads(meta[contract.META_MODEL_CONFIG]))
+config_from_metadata = contract.config_from_metadata  # kept here for existing imports
 
 
 def _gpu_visible() -> bool:
@@ -38,7 +32,12 @@ def _gpu_visible() -> bool:
 
 
 class OnnxRuntimeEncoder:
-    """Explicit lifecycle: load (session + metadata check) at construction, then run per call."""
+    """An exported .onnx engine in ONNX Runtime; numpy float32 in and out (fp16 engines keep fp32 IO).
+
+    Lifecycle: load (session, metadata and IO check) at construction, then run per call. `precision` is
+    the engine's ("fp32" or "fp16"); on the CPU provider ONNX Runtime has few fp16 kernels and inserts casts
+    around the others, so an fp16 engine there computes mostly in fp32 on fp16-rounded weights.
+    """
 
     def __init__(self, path: str | Path, device: str = "auto", threads: int | None = None):
         ort = require("onnxruntime")
@@ -61,11 +60,12 @@ class OnnxRuntimeEncoder:
             raise ModelMismatchError(f"device='cuda' requested but ONNX Runtime could not use CUDA here (providers: {self.providers})")
         self.name = "onnxruntime-cuda" if self.providers[0] == "CUDAExecutionProvider" else "onnxruntime-cpu"
         self.metadata = read_onnx_metadata(self.session)
-        self.config = config_from_metadata(self.metadata, self.path)
+        self.config = contract.config_from_metadata(self.metadata, self.path)
+        self.precision = self.metadata.get(contract.META_PRECISION, "fp32")
         names = {i.name for i in self.session.get_inputs()}
         if names != {contract.INPUT_X, contract.INPUT_T}:
             raise ModelMismatchError(f"{self.path}: expected inputs {{x, t}}, found {sorted(names)}")
-        log.info("loaded %s with providers %s", self.path, self.providers)
+        log.info("loaded %s (%s) with providers %s", self.path, self.precision, self.providers)
 
     def __call__(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
         feeds = {contract.INPUT_X: np.ascontiguousarray(x, dtype=np.float32),

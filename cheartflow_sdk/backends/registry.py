@@ -1,35 +1,176 @@
-"""Which backend opens a model path: the file's kind decides, or `backend=` when given."""
+"""Which backend opens a model path: the file's kind decides, or `backend=` when given.
+
+* An engine file: `.onnx` -> onnxruntime, `.engine` / `.plan` -> tensorrt, `.pt2` -> torch-compiled.
+* A model folder: whichever engines it holds under the standard names (contract.ENGINE_FILENAMES:
+  model.onnx, model.fp16.onnx, model.engine, model.pt2), or PyTorch from config.json + model.safetensors.
+* backend="auto" on a folder tries, fastest first, the engines present and usable on the device:
+  - CUDA: tensorrt > torch-compiled (a CUDA package) > onnxruntime-cuda (fp16 ONNX first) > torch > onnxruntime-cpu
+  - CPU:  onnxruntime (fp32 ONNX first) > torch-compiled (a CPU package) > torch
+  An engine that cannot be opened here (missing runtime, built for another GPU or library version) is
+  skipped with a warning; the choice is logged and visible as the encoder's `.name` (`pipe.backend`).
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import logging
 from pathlib import Path
 
+from .. import contract
 from ..config import CONFIG_FILENAME
-from ..errors import InvalidInputError, ModelNotAvailableError
+from ..errors import CheartflowError, InvalidInputError, ModelNotAvailableError
 
-BACKENDS = ("auto", "onnxruntime", "torch")
-ONNX_FILENAME = "model.onnx"
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch-compiled", "torch")
+ONNX_FILENAME = contract.ONNX_FILENAME
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def _use_cuda(device: str) -> bool:
+    """Whether `device` means a CUDA GPU (for "auto": one is visible)."""
+    if device != "auto":
+        return str(device).startswith("cuda")
+    from .onnxruntime_backend import _gpu_visible
+
+    return _gpu_visible()
+
+
+def _compiled_device(pt2: Path) -> str | None:
+    """The device a .pt2 package was compiled for, from its sidecar (None when unreadable)."""
+    try:
+        return json.loads(contract.sidecar_path(pt2).read_text()).get(contract.META_DEVICE, "cuda")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _ort_has_cuda() -> bool:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def _open(backend: str, file: Path, device: str):
+    if backend == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeEncoder
+
+        return OnnxRuntimeEncoder(file, device=device)
+    if backend == "tensorrt":
+        from .tensorrt_backend import TensorRTEncoder
+
+        return TensorRTEncoder(file, device=device)
+    if backend == "torch-compiled":
+        from .compiled_backend import CompiledEncoder
+
+        return CompiledEncoder(file, device=device)
+    from .torch_backend import TorchEncoder
+
+    return TorchEncoder(file, device=device)
+
+
+def _onnx_files(folder: Path, cuda: bool) -> list[Path]:
+    """The folder's ONNX engines in preference order: fp16 first on CUDA, fp32 first on CPU."""
+    names = [contract.ONNX_FP16_FILENAME, contract.ONNX_FILENAME] if cuda else [contract.ONNX_FILENAME, contract.ONNX_FP16_FILENAME]
+    return [folder / n for n in names if (folder / n).is_file()]
+
+
+def candidates(folder: Path, device: str) -> list[tuple[str, Path, str]]:
+    """(backend, path, device) of every encoder `auto` may open in `folder`, fastest first (see the module doc)."""
+    cuda = _use_cuda(device)
+    has_torch = (folder / CONFIG_FILENAME).is_file()
+    pt2 = folder / contract.COMPILED_FILENAME
+    pt2_device = _compiled_device(pt2) if pt2.is_file() else None
+    out: list[tuple[str, Path, str]] = []
+    if cuda:
+        for name in (contract.TENSORRT_FILENAME, "model.plan"):
+            if (folder / name).is_file() and _installed("tensorrt"):
+                out.append(("tensorrt", folder / name, "cuda"))
+                break
+        if pt2_device == "cuda" and _installed("torch"):
+            out.append(("torch-compiled", pt2, "cuda"))
+        if _ort_has_cuda():
+            out += [("onnxruntime", f, "cuda") for f in _onnx_files(folder, cuda=True)[:1]]
+        if has_torch and _installed("torch"):
+            out.append(("torch", folder, device))
+        out += [("onnxruntime", f, "cpu") for f in _onnx_files(folder, cuda=False)[:1]]
+    else:
+        out += [("onnxruntime", f, "cpu") for f in _onnx_files(folder, cuda=False)[:1]]
+        if pt2_device == "cpu" and _installed("torch"):
+            out.append(("torch-compiled", pt2, "cpu"))
+        if has_torch:
+            out.append(("torch", folder, device))
+    return out
+
+
+def _open_auto(folder: Path, device: str):
+    tried: list[str] = []
+    first_error: CheartflowError | None = None
+    for backend, file, dev in candidates(folder, device):
+        try:
+            encoder = _open(backend, file, dev)
+        except CheartflowError as exc:
+            log.warning("backend auto: skipping %s (%s): %s", backend, file.name, exc)
+            tried.append(f"{backend} ({file.name}): {exc}")
+            first_error = first_error or exc
+            continue
+        log.info("backend auto chose %s for %s (from %s, device %s)", encoder.name, folder, file.name, dev)
+        return encoder
+    if first_error is not None:
+        raise first_error
+    raise ModelNotAvailableError(
+        f"{folder} holds no usable engine or checkpoint for device {device!r}: expected one of "
+        f"{sorted(contract.ENGINE_FILENAMES.values())} or {CONFIG_FILENAME} + model.safetensors "
+        "(`cheartflow train`, then `cheartflow export`)"
+    )
+
+
+def _open_in_folder(folder: Path, backend: str, device: str):
+    """An explicit backend on a model folder: its standard engine file (or the checkpoint for torch)."""
+    if backend == "torch":
+        if not (folder / CONFIG_FILENAME).is_file():
+            raise ModelNotAvailableError(f"backend 'torch' needs a model folder with {CONFIG_FILENAME} and "
+                                         f"model.safetensors, got {folder}")
+        return _open("torch", folder, device)
+    if backend == "onnxruntime":
+        files = _onnx_files(folder, cuda=_use_cuda(device))
+        if not files:
+            raise ModelNotAvailableError(f"no ONNX engine at {folder / ONNX_FILENAME}; create it with `cheartflow export {folder}`")
+        return _open(backend, files[0], device)
+    name = contract.TENSORRT_FILENAME if backend == "tensorrt" else contract.COMPILED_FILENAME
+    fmt = "tensorrt" if backend == "tensorrt" else "torch-compiled"
+    if not (folder / name).is_file():
+        raise ModelNotAvailableError(f"no {backend} engine at {folder / name}; create it with "
+                                     f"`cheartflow export {folder} --format {fmt}`")
+    return _open(backend, folder / name, device)
 
 
 def open_encoder(path: Path, backend: str, device: str):
-    """An encoder for `path` (a run folder or an engine file) on `device`; it exposes .config and .name."""
+    """An encoder for `path` (a run folder or an engine file) on `device`; it exposes .config and .name.
+
+    backend: "auto" (the file's kind; for a folder the fastest usable engine, see the module doc),
+    "onnxruntime", "tensorrt", "torch-compiled" or "torch". device: "auto", "cpu" or "cuda".
+    """
     if backend not in BACKENDS:
         raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    onnx_file = path if path.is_file() else path / ONNX_FILENAME
-    has_onnx = onnx_file.suffix == ".onnx" and onnx_file.is_file()
-    has_torch = path.is_dir() and (path / CONFIG_FILENAME).is_file()
-    if path.is_file() and path.suffix != ".onnx":
-        raise InvalidInputError(f"{path}: expected a model folder or an .onnx engine file")
-    if backend == "auto":
-        backend = "onnxruntime" if has_onnx else "torch"
-    if backend == "onnxruntime":
-        if not has_onnx:
-            raise ModelNotAvailableError(f"no ONNX engine at {onnx_file}; create it with `cheartflow export {path}`")
-        from .onnxruntime_backend import OnnxRuntimeEncoder
+    path = Path(path)
+    if path.is_file():
+        kind = contract.engine_backend(path)
+        if kind is None:
+            raise InvalidInputError(f"{path}: expected a model folder or an .onnx, .engine/.plan or .pt2 engine file")
+        if backend not in ("auto", kind):
+            raise InvalidInputError(f"{path} is a {kind} engine; backend={backend!r} cannot open it "
+                                    f"(use backend='auto' or {kind!r}, or pass the model folder)")
+        encoder = _open(kind, path, device)
+    elif backend == "auto":
+        return _open_auto(path, device)
+    else:
+        encoder = _open_in_folder(path, backend, device)
+    log.info("backend %s opened %s", encoder.name, path)
+    return encoder
 
-        return OnnxRuntimeEncoder(onnx_file, device=device)
-    if not has_torch:
-        raise ModelNotAvailableError(f"backend 'torch' needs a model folder with {CONFIG_FILENAME} and model.safetensors, got {path}")
-    from .torch_backend import TorchEncoder
-
-    return TorchEncoder(path, device=device)

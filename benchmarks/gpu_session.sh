@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The GPU steps of a session (device tool), e.g. two calls that each fit the 10-minute limit:
+#   bash benchmarks/gpu_session.sh tests kernels engines      (timeout_s=600)
+#   bash benchmarks/gpu_session.sh pipeline                   (timeout_s=600)
+# Each call builds _C with CUDA (incremental), then runs the named stages (default: all) and leaves
+# the results (JSON/markdown/PNG) and one log in $OUT. Copy the returned results into
+# benchmarks/results/ and commit them. No network is used. MODEL=run-folder benchmarks a trained model.
+set -uo pipefail
+OUT=${OUT:-/tmp/cheartflow-gpu-out}
+mkdir -p "$OUT"
+stages=${*:-tests kernels engines pipeline}
+exec > >(tee "$OUT/gpu-session-${stages// /-}.log") 2>&1
+export PYTHONUNBUFFERED=1
+cd "$(dirname "$0")/.."
+step() { echo; echo "== $(date -u +%H:%M:%S) $*"; }
+status=0
+
+step "device"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv || true
+python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+
+step "build _C in place with CUDA forced on (the benchmarks and tests use this checkout)"
+cmake -S . -B build/gpu -DCMAKE_BUILD_TYPE=Release -DCHEARTFLOW_CUDA=ON -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null || exit 1
+cmake --build build/gpu -j "$(nproc)" || exit 1
+ln -sfn ../export cheartflow_sdk/export  # in the wheel, export/ is cheartflow_sdk.export
+export PYTHONPATH=$PWD
+python3 -c "import cheartflow_sdk._C as c; assert c.cuda_compiled() and c.cuda_device_count() > 0; print('CUDA kernels usable on', c.cuda_device_count(), 'GPU(s)')" || exit 1
+
+want() { [[ " $stages " == *" $1 "* ]]; }
+
+want tests && step "GPU tests" && { python3 -m pytest -q -p no:cacheprovider tests/test_kernels_cuda.py tests/test_engines_gpu.py tests/test_runtime_cuda.py tests/test_stream.py || status=1; }
+
+want kernels && step "kernel benchmark (issue 3)" && { python3 benchmarks/bench_kernels.py --results-dir "$OUT" || status=1; }
+want engines && step "engine benchmark (issue 4)" && { python3 benchmarks/bench_engines.py ${MODEL:-} --results-dir "$OUT" || status=1; }
+want pipeline && step "pipeline benchmark (issue 5)" && { python3 benchmarks/bench_pipeline.py ${MODEL:+--model "$MODEL"} --results-dir "$OUT" --budget-s 480 -v || status=1; }
+
+step "done (status $status)"
+ls -la "$OUT"
+exit $status

@@ -1,0 +1,233 @@
+"""Compiled PyTorch engine: an AOTInductor package (`.pt2`) run without the training code.
+
+Lifecycle, explicit in the class:
+
+1. load: read the `<engine>.json` sidecar, check the engine file's hash and that this machine matches what
+   the package was built for (device, GPU compute capability, torch major.minor), then load the package
+   with `torch._inductor.aoti_load_package` (only torch is imported, never cheartflow_sdk.training/models);
+2. allocate: static per-bucket input/output buffers on the GPU (`allocate(bucket)`, lazily on first use);
+3. run: copy in, replay the bucket's CUDA graph, copy out. A graph is captured on the first call with a
+   bucket's batch size and re-captured whenever the buffers it points to change (`allocate(..., force=True)`).
+   Batch sizes that are not a bucket run the package directly (no graph); larger batches are chunked.
+
+Calls take numpy float32 (returns numpy) or torch tensors (returns a new torch tensor on the engine's
+device, computed on `stream` or the current stream). `torch_callable()` gives the raw, capturable function
+on CUDA tensors for the device-resident runtime (which captures its own whole-loop graphs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import contract
+from .._optional import require
+from ..errors import InvalidInputError, ModelMismatchError
+
+log = logging.getLogger(__name__)
+
+
+def _major_minor(version: str | None) -> str | None:
+    if not version:
+        return version
+    return ".".join(version.split("+")[0].split(".")[:2])
+
+
+def torch_environment(device: str | None = None, index: int | None = None) -> dict[str, str]:
+    """What a compiled engine depends on, for this machine: device ("cuda" when torch sees a GPU, else
+    "cpu", unless `device` says which), GPU name and compute capability (of GPU `index`, default the
+    current one), torch and CUDA versions."""
+    torch = require("torch")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    env = {contract.META_DEVICE: device, contract.META_TORCH_VERSION: torch.__version__,
+           contract.META_CUDA_VERSION: torch.version.cuda or ""}
+    if device == "cuda":
+        index = torch.cuda.current_device() if index is None else index
+        major, minor = torch.cuda.get_device_capability(index)
+        env[contract.META_GPU_NAME] = torch.cuda.get_device_name(index)
+        env[contract.META_COMPUTE_CAPABILITY] = f"{major}.{minor}"
+    return env
+
+
+def check_compiled_environment(meta: dict[str, str], running: dict[str, str], source: str | Path) -> None:
+    """ModelMismatchError unless the package can run here: same device kind, and for CUDA the same compute
+    capability; torch must have the same major.minor. A different GPU name or CUDA version only warns."""
+    def norm(env: dict[str, str]) -> dict[str, str]:
+        out = dict(env)
+        out[contract.META_TORCH_VERSION] = _major_minor(env.get(contract.META_TORCH_VERSION)) or ""
+        return out
+
+    strict = (contract.META_DEVICE, contract.META_COMPUTE_CAPABILITY, contract.META_TORCH_VERSION)
+    contract.check_build_environment(norm(meta), norm(running), source, strict=strict,
+                                     warn=(contract.META_GPU_NAME, contract.META_CUDA_VERSION))
+
+
+@dataclass
+class _Buffers:
+    """Static device tensors of one bucket; a captured graph reads x, t and writes out."""
+
+    x: Any
+    t: Any
+    out: Any = None  # the graph's static output (allocated in the graph's pool at capture)
+
+
+class CompiledEncoder:
+    """An AOTInductor `.pt2` engine (fp16 on CUDA, or fp32 on CPU) with CUDA graphs per batch bucket."""
+
+    name = "torch-compiled"
+
+    # ------------------------------------------------------------------ 1. load
+
+    def __init__(self, path: str | Path, device: str = "auto", cuda_graphs: bool = True,
+                 metadata: dict[str, str] | None = None, capture_warmup: int = 2):
+        """Load `path` (metadata from its sidecar, or `metadata` when given, as export does before the
+        sidecar exists). device: "auto" (the one it was compiled for), "cuda" or "cpu"."""
+        torch = require("torch")
+        self._torch = torch
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InvalidInputError(f"expected a compiled engine (.pt2) file at {self.path}")
+        self.metadata = dict(metadata) if metadata is not None else contract.read_sidecar(self.path)
+        self.config = contract.config_from_metadata(self.metadata, self.path)
+        self.precision = self.metadata.get(contract.META_PRECISION, "fp16")
+        built_for = self.metadata.get(contract.META_DEVICE, "cuda")
+        if device != "auto" and str(device).split(":")[0] != built_for:
+            raise ModelMismatchError(f"{self.path} is compiled for {built_for!r} but device={device!r} was asked; "
+                                     f"export a package for {device!r} (cheartflow export --format torch-compiled)")
+        contract.check_engine_file(self.path, self.metadata)
+        index = int(str(device).split(":")[1]) if str(device).startswith("cuda:") else None
+        check_compiled_environment(self.metadata, torch_environment(index=index), self.path)
+        if built_for == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device() if index is None else index)
+        else:
+            self.device = torch.device("cpu")
+        self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
+        self.capture_warmup = capture_warmup
+        self.max_batch = int(self.metadata.get(contract.META_MAX_BATCH, max(contract.BATCH_BUCKETS)))
+        self.buckets = contract.buckets_up_to(self.max_batch)
+        from torch._inductor import aoti_load_package
+
+        # Single-threaded mode on CUDA: no cross-thread event synchronization, which CUDA graph capture forbids.
+        params = inspect.signature(aoti_load_package).parameters
+        kwargs: dict[str, Any] = {}
+        if self.device.type == "cuda":
+            if "run_single_threaded" in params:
+                kwargs["run_single_threaded"] = True
+            else:
+                log.warning("torch %s's aoti_load_package has no run_single_threaded: CUDA graphs may fail to capture",
+                            torch.__version__)
+            if "device_index" in params:
+                kwargs["device_index"] = self.device.index
+        try:
+            self._runner = aoti_load_package(str(self.path), **kwargs)
+        except Exception as exc:  # torch raises RuntimeError / zip errors for corrupt or foreign packages
+            raise InvalidInputError(f"{self.path} is not a loadable AOTInductor package: {exc}") from exc
+        self._buffers: dict[int, _Buffers] = {}
+        self._graphs: dict[int, tuple[Any, tuple[int, int]]] = {}
+        self.captures = 0  # graphs captured so far (re-captures included)
+        self.graph_error: str | None = None  # set when a capture failed and graphs were turned off
+        log.info("loaded %s (%s, %s, max batch %d, CUDA graphs %s)", self.path, self.precision, self.device,
+                 self.max_batch, self.cuda_graphs)
+
+    # ------------------------------------------------------------------ 2. allocate
+
+    def allocate(self, bucket: int, force: bool = False) -> _Buffers:
+        """The static buffers of `bucket` (allocated on first use; `force` replaces them, so the bucket's
+        graph is re-captured on its next use)."""
+        torch = self._torch
+        bufs = self._buffers.get(bucket)
+        if bufs is None or force:
+            r = self.config.resolution
+            bufs = _Buffers(torch.zeros(bucket, 1, r, r, device=self.device), torch.ones(bucket, device=self.device))
+            self._buffers[bucket] = bufs
+        return bufs
+
+    def _graph_for(self, bucket: int) -> Any:
+        bufs = self.allocate(bucket)
+        ptrs = (bufs.x.data_ptr(), bufs.t.data_ptr())
+        entry = self._graphs.get(bucket)
+        if entry is not None and entry[1] == ptrs:
+            return entry[0]
+        if entry is not None:
+            log.info("buffers of bucket %d changed: re-capturing its CUDA graph", bucket)
+        return self._capture(bucket, bufs, ptrs)
+
+    def _capture(self, bucket: int, bufs: _Buffers, ptrs: tuple[int, int]) -> Any:
+        with self._torch.cuda.device(self.device):
+            return self._capture_on_device(bucket, bufs, ptrs)
+
+    def _capture_on_device(self, bucket: int, bufs: _Buffers, ptrs: tuple[int, int]) -> Any:
+        torch = self._torch
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):  # warm-up outside the capture (lazy library init, autotuned launches)
+            for _ in range(self.capture_warmup):
+                self._runner(bufs.x, bufs.t)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                bufs.out = self._runner(bufs.x, bufs.t)
+        except RuntimeError as exc:
+            self.cuda_graphs = False
+            self.graph_error = str(exc)
+            log.warning("CUDA graph capture of %s (bucket %d) failed, running without graphs: %s", self.path, bucket, exc)
+            torch.cuda.synchronize(self.device)
+            return None
+        self._graphs[bucket] = (graph, ptrs)
+        self.captures += 1
+        return graph
+
+    # ------------------------------------------------------------------ 3. run
+
+    def torch_callable(self):
+        """The raw package call on CUDA tensors (x float32 [B,1,R,R], t float32 [B] -> float32), on the current
+        stream, no copies and no graph of its own, so the caller can capture it; None for a CPU package."""
+        return self._runner if self.device.type == "cuda" else None
+
+    def _check(self, x_shape: tuple[int, ...], t_shape: tuple[int, ...]) -> None:
+        r = self.config.resolution
+        if len(x_shape) != 4 or tuple(x_shape[1:]) != (1, r, r) or tuple(t_shape) != (x_shape[0],):
+            raise InvalidInputError(f"expected x [B, 1, {r}, {r}] and t [B], got x {tuple(x_shape)} and t {tuple(t_shape)}")
+
+    def _run_chunk(self, x: Any, t: Any) -> Any:
+        """One chunk (<= max_batch rows, host or device tensors) -> device output (static when graphed)."""
+        n = x.shape[0]
+        if self.cuda_graphs and n in self.buckets:
+            bufs = self.allocate(n)
+            bufs.x.copy_(x, non_blocking=True)
+            bufs.t.copy_(t, non_blocking=True)
+            graph = self._graph_for(n)
+            if graph is not None:
+                graph.replay()
+                return bufs.out
+        return self._runner(x.to(self.device, non_blocking=True).contiguous(), t.to(self.device, non_blocking=True).contiguous())
+
+    def __call__(self, x: Any, t: Any, stream: Any = None) -> Any:
+        """E(x, t): numpy float32 in -> numpy float32 out, or torch tensors in -> a new torch tensor out."""
+        torch = self._torch
+        as_numpy = not isinstance(x, torch.Tensor)
+        if as_numpy:
+            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+            t = torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32))
+        else:
+            x, t = x.float(), t.float()
+        self._check(tuple(x.shape), tuple(t.shape))
+        ctx = torch.cuda.stream(stream) if (stream is not None and self.device.type == "cuda") else contextlib.nullcontext()
+        outs = []
+        with ctx, torch.no_grad():
+            for a in range(0, x.shape[0], self.max_batch):
+                out = self._run_chunk(x[a:a + self.max_batch], t[a:a + self.max_batch])
+                outs.append(out.cpu() if as_numpy else out.clone())
+        if not outs:
+            r = self.config.resolution
+            return np.zeros((0, 1, r, r), np.float32) if as_numpy else torch.zeros(0, 1, r, r, device=self.device)
+        out = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return out.numpy() if as_numpy else out
