@@ -38,8 +38,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-if str(REPO) not in sys.path:  # benchmark the checkout this script belongs to
-    sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # an installed cheartflow_sdk wins; else this checkout (PYTHONPATH=$PWD puts it first)
 
 log = logging.getLogger("bench_engines")
 BATCHES = {1: 50, 256: 20}  # batch -> minimum timed runs

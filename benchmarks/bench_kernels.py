@@ -40,7 +40,7 @@ import numpy as np
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-sys.path.insert(0, str(REPO))  # benchmark the checkout this script belongs to (its in-place build of _C)
+sys.path.append(str(REPO))  # an installed cheartflow_sdk wins; else this checkout (PYTHONPATH=$PWD puts it first)
 
 from cheartflow_sdk import kernels
 

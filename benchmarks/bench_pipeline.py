@@ -51,8 +51,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-if str(REPO) not in sys.path:  # benchmark the checkout this script belongs to
-    sys.path.insert(0, str(REPO))
+sys.path.append(str(REPO))  # an installed cheartflow_sdk wins; else this checkout (PYTHONPATH=$PWD puts it first)
 
 from cheartflow_sdk import kernels  # noqa: E402
 from cheartflow_sdk.config import ModelConfig  # noqa: E402

@@ -17,7 +17,7 @@ SCRIPT = REPO / "benchmarks" / "bench_pipeline.py"
 def test_quick_cpu_run_writes_json_markdown_and_png(trained_model_dir, onnx_model, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "results"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CUDA_VISIBLE_DEVICES": ""}
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run([sys.executable, str(SCRIPT), "--model", str(trained_model_dir), "--quick",
                            "--results-dir", str(out), "--device", "cpu"],
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
