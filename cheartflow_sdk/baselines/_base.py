@@ -26,7 +26,7 @@ from .._version import __version__
 from ..atomic import atomic_output, atomic_write_text
 from ..config import CONFIG_FILENAME
 from ..errors import InvalidInputError
-from ..training.checkpoint import MAX_SHARD_BYTES
+from ..training.checkpoint import MAX_SHARD_BYTES, flatten_optimizer_state, unflatten_optimizer_state
 
 log = logging.getLogger(__name__)
 
@@ -137,30 +137,6 @@ def _load_shards(folder: Path, names: list[str]) -> dict[str, torch.Tensor]:
     for name in names:
         out.update(load_file(str(folder / name)))
     return out
-
-
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
-    for pid, pstate in sd["state"].items():
-        scalars["state"][str(pid)] = {}
-        for name, value in pstate.items():
-            if torch.is_tensor(value) and value.ndim > 0:
-                tensors[f"{pid}.{name}"] = value
-            else:
-                scalars["state"][str(pid)][name] = value.item() if torch.is_tensor(value) else value
-    return tensors, scalars
-
-
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> dict[str, Any]:
-    state: dict[int, dict[str, Any]] = {}
-    for pid, values in scalars["state"].items():
-        state[int(pid)] = {k: torch.tensor(v, dtype=torch.float32) if k == "step" else v for k, v in values.items()}
-    for key, value in tensors.items():
-        pid, name = key.split(".", 1)
-        state.setdefault(int(pid), {})[name] = value
-    return {"state": state, "param_groups": scalars["param_groups"]}
 
 
 def save_inference_weights(module: nn.Module, path: Path) -> None:
@@ -301,7 +277,7 @@ class BaselineTrainer:
         for name, module in self.modules.items():
             manifest["modules"][name] = _save_shards(dict(module.state_dict()), folder, f"{name}-{tag}")
         for name, opt in self.optimizers.items():
-            tensors, scalars = _flatten_optimizer(opt)
+            tensors, scalars = flatten_optimizer_state(opt)
             manifest["optimizers"][name] = {"shards": _save_shards(tensors, folder, f"opt_{name}-{tag}"), "scalars": scalars}
         for name, scaler in self.scalers.items():
             manifest["scalers"][name] = scaler.state_dict() if scaler.is_enabled() else {}
@@ -351,7 +327,7 @@ class BaselineTrainer:
             module.load_state_dict(_load_shards(folder, manifest["modules"][name]))
         for name, opt in self.optimizers.items():
             entry = manifest["optimizers"][name]
-            opt.load_state_dict(_unflatten_optimizer(_load_shards(folder, entry["shards"]), entry["scalars"]))
+            opt.load_state_dict(unflatten_optimizer_state(_load_shards(folder, entry["shards"]), entry["scalars"]))
         for name, scaler in self.scalers.items():
             if manifest["scalers"].get(name) and scaler.is_enabled():
                 scaler.load_state_dict(manifest["scalers"][name])

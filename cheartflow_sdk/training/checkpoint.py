@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,6 @@ def save_model(encoder: ConsistencyEncoder, out_dir: str | Path, train_cfg: Trai
     return out_dir / MODEL_FILENAME
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (the provenance of exported engines)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_encoder(model_dir: str | Path, device: str | torch.device = "cpu") -> ConsistencyEncoder:
     """Load an fp32 encoder from a folder with model.safetensors and config.json (eval mode)."""
     model_dir = Path(model_dir)
@@ -59,7 +49,8 @@ def load_encoder(model_dir: str | Path, device: str | torch.device = "cpu") -> C
     return encoder.to(device).eval()
 
 
-def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def flatten_optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """An optimizer's state as (tensors for safetensors, JSON-able scalars and param groups)."""
     sd = opt.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, Any] = {"param_groups": sd["param_groups"], "state": {}}
@@ -73,7 +64,8 @@ def _flatten_optimizer(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tens
     return tensors, scalars
 
 
-def _unflatten_optimizer(tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> dict[str, Any]:
+def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of flatten_optimizer_state: a state dict for `optimizer.load_state_dict`."""
     state: dict[int, dict[str, Any]] = {}
     for pid, values in scalars["state"].items():
         state[int(pid)] = {k: torch.tensor(v, dtype=torch.float32) if k == "step" else v for k, v in values.items()}
@@ -114,7 +106,7 @@ def save_train_state(out_dir: Path, step: int, encoder: ConsistencyEncoder, ema:
     """Write everything needed to resume: online and EMA weights, optimizer moments, step and RNG state."""
     folder = Path(out_dir) / STATE_DIRNAME
     folder.mkdir(parents=True, exist_ok=True)
-    opt_tensors, opt_scalars = _flatten_optimizer(optimizer)
+    opt_tensors, opt_scalars = flatten_optimizer_state(optimizer)
     manifest = {
         "step": step,
         "online": _save_sharded(dict(encoder.state_dict()), folder / "online"),
@@ -136,7 +128,7 @@ def load_train_state(out_dir: Path, encoder: ConsistencyEncoder, ema: Consistenc
     manifest = json.loads(manifest_path.read_text())
     encoder.load_state_dict(_load_sharded(folder, manifest["online"]))
     ema.load_state_dict(_load_sharded(folder, manifest["ema"]))
-    optimizer.load_state_dict(_unflatten_optimizer(_load_sharded(folder, manifest["optimizer"]), manifest["optimizer_scalars"]))
+    optimizer.load_state_dict(unflatten_optimizer_state(_load_sharded(folder, manifest["optimizer"]), manifest["optimizer_scalars"]))
     return manifest
 
 
