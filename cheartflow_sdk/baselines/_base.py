@@ -26,7 +26,13 @@ from .._version import __version__
 from ..atomic import atomic_output, atomic_write_text
 from ..config import CONFIG_FILENAME
 from ..errors import InvalidInputError
-from ..training.checkpoint import MAX_SHARD_BYTES, flatten_optimizer_state, unflatten_optimizer_state
+from ..training.checkpoint import (
+    flatten_optimizer_state,
+    load_sharded,
+    save_sharded,
+    unflatten_optimizer_state,
+)
+from ..training.trainer import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -35,17 +41,6 @@ STATE_DIRNAME = "train_state"
 METRICS_FILENAME = "metrics.jsonl"
 # Fields that may change when a run is resumed (everything else must equal the saved config).
 RESUMABLE_CHANGES = frozenset({"steps", "log_every", "checkpoint_every"})
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> cuda if available, else cpu; a CUDA request without a GPU is an error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} requested but torch sees no CUDA GPU; use device='cpu' or 'auto'")
-    return torch.device(device)
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
@@ -109,34 +104,6 @@ def read_run_config(run_dir: str | Path) -> tuple[str, dict[str, Any], dict[str,
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(f"{path} is not a baseline config.json (need 'kind' and 'config'): {exc}") from exc
     return kind, values, doc
-
-
-# --- sharded safetensors state -------------------------------------------------------------------
-
-def _save_shards(tensors: dict[str, torch.Tensor], folder: Path, stem: str) -> list[str]:
-    shards: list[dict[str, torch.Tensor]] = [{}]
-    size = 0
-    for key in sorted(tensors):
-        nbytes = tensors[key].numel() * tensors[key].element_size()
-        if shards[-1] and size + nbytes > MAX_SHARD_BYTES:
-            shards.append({})
-            size = 0
-        shards[-1][key] = tensors[key].detach().cpu().contiguous()
-        size += nbytes
-    names = []
-    for i, shard in enumerate(shards):
-        path = folder / f"{stem}-{i:03d}.safetensors"
-        with atomic_output(path) as tmp:
-            save_file(shard, str(tmp))
-        names.append(path.name)
-    return names
-
-
-def _load_shards(folder: Path, names: list[str]) -> dict[str, torch.Tensor]:
-    out: dict[str, torch.Tensor] = {}
-    for name in names:
-        out.update(load_file(str(folder / name)))
-    return out
 
 
 def save_inference_weights(module: nn.Module, path: Path) -> None:
@@ -275,10 +242,10 @@ class BaselineTrainer:
         tag = f"s{self.step_count:08d}"
         manifest: dict[str, Any] = {"kind": self.kind, "step": self.step_count, "modules": {}, "optimizers": {}, "scalers": {}}
         for name, module in self.modules.items():
-            manifest["modules"][name] = _save_shards(dict(module.state_dict()), folder, f"{name}-{tag}")
+            manifest["modules"][name] = save_sharded(dict(module.state_dict()), folder / f"{name}-{tag}")
         for name, opt in self.optimizers.items():
             tensors, scalars = flatten_optimizer_state(opt)
-            manifest["optimizers"][name] = {"shards": _save_shards(tensors, folder, f"opt_{name}-{tag}"), "scalars": scalars}
+            manifest["optimizers"][name] = {"shards": save_sharded(tensors, folder / f"opt_{name}-{tag}"), "scalars": scalars}
         for name, scaler in self.scalers.items():
             manifest["scalers"][name] = scaler.state_dict() if scaler.is_enabled() else {}
         atomic_write_text(folder / "state.json", json.dumps(manifest))  # written last: marks the state complete
@@ -324,10 +291,10 @@ class BaselineTrainer:
             return
         manifest = json.loads(path.read_text())
         for name, module in self.modules.items():
-            module.load_state_dict(_load_shards(folder, manifest["modules"][name]))
+            module.load_state_dict(load_sharded(folder, manifest["modules"][name]))
         for name, opt in self.optimizers.items():
             entry = manifest["optimizers"][name]
-            opt.load_state_dict(unflatten_optimizer_state(_load_shards(folder, entry["shards"]), entry["scalars"]))
+            opt.load_state_dict(unflatten_optimizer_state(load_sharded(folder, entry["shards"]), entry["scalars"]))
         for name, scaler in self.scalers.items():
             if manifest["scalers"].get(name) and scaler.is_enabled():
                 scaler.load_state_dict(manifest["scalers"][name])

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from ..atomic import atomic_output, atomic_write_text
 from ..errors import InvalidInputError, ModelNotAvailableError
+from ..training.trainer import resolve_device
 from .config import (
     CONFIG_FILENAME,
     WEIGHTS_FILENAME,
@@ -105,17 +106,6 @@ class SegUNet(nn.Module):
         var = raw.var(dim=0).mean() if len(raw) > 1 else torch.ones((), dtype=torch.float64)
         self.feature_mean.copy_(mean.float())
         self.feature_scale.copy_(var.clamp_min(1e-20).sqrt().float())
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> cuda when available, else cpu; a CUDA request without a GPU is an error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} requested but torch sees no CUDA GPU; use device='cpu' or 'auto'")
-    return torch.device(device)
 
 
 class Segmenter:

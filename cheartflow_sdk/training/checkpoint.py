@@ -9,9 +9,15 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..config import CONFIG_FILENAME, ModelConfig, TrainConfig, config_to_json, read_config
-from ..errors import InvalidInputError
 from ..atomic import atomic_output, atomic_write_text
+from ..config import (
+    CONFIG_FILENAME,
+    ModelConfig,
+    TrainConfig,
+    config_to_json,
+    read_config,
+)
+from ..errors import InvalidInputError
 from ..models import ConsistencyEncoder, build_encoder
 
 MODEL_FILENAME = "model.safetensors"
@@ -75,7 +81,8 @@ def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], scalars: dict[st
     return {"state": state, "param_groups": scalars["param_groups"]}
 
 
-def _save_sharded(tensors: dict[str, torch.Tensor], stem: Path) -> list[str]:
+def save_sharded(tensors: dict[str, torch.Tensor], stem: Path) -> list[str]:
+    """Write tensors as `stem-000.safetensors`, `stem-001...`, each under MAX_SHARD_BYTES; returns the file names."""
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for key in sorted(tensors):
@@ -83,7 +90,7 @@ def _save_sharded(tensors: dict[str, torch.Tensor], stem: Path) -> list[str]:
         if shards[-1] and size + nbytes > MAX_SHARD_BYTES:
             shards.append({})
             size = 0
-        shards[-1][key] = tensors[key]
+        shards[-1][key] = tensors[key].detach().cpu().contiguous()
         size += nbytes
     names = []
     for i, shard in enumerate(shards):
@@ -94,7 +101,8 @@ def _save_sharded(tensors: dict[str, torch.Tensor], stem: Path) -> list[str]:
     return names
 
 
-def _load_sharded(folder: Path, names: list[str]) -> dict[str, torch.Tensor]:
+def load_sharded(folder: Path, names: list[str]) -> dict[str, torch.Tensor]:
+    """Read the shards `names` (from save_sharded) in `folder` into one dict."""
     out: dict[str, torch.Tensor] = {}
     for name in names:
         out.update(load_file(str(folder / name)))
@@ -109,9 +117,9 @@ def save_train_state(out_dir: Path, step: int, encoder: ConsistencyEncoder, ema:
     opt_tensors, opt_scalars = flatten_optimizer_state(optimizer)
     manifest = {
         "step": step,
-        "online": _save_sharded(dict(encoder.state_dict()), folder / "online"),
-        "ema": _save_sharded(dict(ema.state_dict()), folder / "ema"),
-        "optimizer": _save_sharded(opt_tensors, folder / "optimizer"),
+        "online": save_sharded(dict(encoder.state_dict()), folder / "online"),
+        "ema": save_sharded(dict(ema.state_dict()), folder / "ema"),
+        "optimizer": save_sharded(opt_tensors, folder / "optimizer"),
         "optimizer_scalars": opt_scalars,
         **extra,
     }
@@ -126,9 +134,9 @@ def load_train_state(out_dir: Path, encoder: ConsistencyEncoder, ema: Consistenc
     if not manifest_path.is_file():
         return None
     manifest = json.loads(manifest_path.read_text())
-    encoder.load_state_dict(_load_sharded(folder, manifest["online"]))
-    ema.load_state_dict(_load_sharded(folder, manifest["ema"]))
-    optimizer.load_state_dict(unflatten_optimizer_state(_load_sharded(folder, manifest["optimizer"]), manifest["optimizer_scalars"]))
+    encoder.load_state_dict(load_sharded(folder, manifest["online"]))
+    ema.load_state_dict(load_sharded(folder, manifest["ema"]))
+    optimizer.load_state_dict(unflatten_optimizer_state(load_sharded(folder, manifest["optimizer"]), manifest["optimizer_scalars"]))
     return manifest
 
 

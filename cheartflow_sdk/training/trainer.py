@@ -37,8 +37,10 @@ class StepResult:
     lr: float  # learning rate used
 
 
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> cuda if available, else cpu."""
+def resolve_device(device: str | torch.device) -> torch.device:
+    """'auto' -> cuda if available, else cpu; a CUDA request without a GPU is an error."""
+    if isinstance(device, torch.device):
+        return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
