@@ -89,7 +89,8 @@ class TrainConfig:
             raise InvalidInputError("steps and batch_size must be >= 1")
 
 
-def _from_dict(cls: type, values: dict[str, Any]) -> Any:
+def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
+    """Build the config dataclass `cls` from a dict, rejecting unknown fields with the known ones listed."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - names)
     if unknown:
@@ -99,12 +100,12 @@ def _from_dict(cls: type, values: dict[str, Any]) -> Any:
 
 def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
     """Build a ModelConfig from a dict, rejecting unknown fields."""
-    return _from_dict(ModelConfig, values)
+    return config_from_dict(ModelConfig, values)
 
 
 def train_config_from_dict(values: dict[str, Any]) -> TrainConfig:
     """Build a TrainConfig from a dict, rejecting unknown fields."""
-    return _from_dict(TrainConfig, values)
+    return config_from_dict(TrainConfig, values)
 
 
 def config_to_json(model: ModelConfig, train: TrainConfig | None = None, **extra: Any) -> str:

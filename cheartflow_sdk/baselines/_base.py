@@ -82,15 +82,6 @@ def check_training_data(images: np.ndarray, sketches: np.ndarray, resolution: in
         raise InvalidInputError(f"need as many sketches as images (>0), got {len(images)} images and {len(sketches)} sketches")
 
 
-def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
-    """Build a config dataclass from a dict, rejecting unknown fields."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise InvalidInputError(f"unknown {cls.__name__} fields {unknown}; known fields: {sorted(names)}")
-    return cls(**values)
-
-
 def read_run_config(run_dir: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(kind, config fields, whole document) of a baseline run's config.json."""
     path = Path(run_dir)

@@ -9,17 +9,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import config_from_dict
 from ..errors import InvalidInputError, ModelMismatchError
+from ..training.trainer import resolve_device
 from ..validation import as_sketch_batch, check_seed
 from . import iddpm, pix2pix
 from ._base import (
     MODEL_FILENAME,
     BaselineTrainer,
     amp_dtype,
-    config_from_dict,
     load_inference_weights,
     read_run_config,
-    resolve_device,
 )
 
 KINDS: dict[str, tuple[type, type[BaselineTrainer]]] = {

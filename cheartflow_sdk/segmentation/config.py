@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import config_from_dict
 from ..errors import InvalidInputError
 
 CONFIG_FILENAME = "config.json"
@@ -66,14 +67,6 @@ class SegTrainConfig:
             raise InvalidInputError("SegTrainConfig needs 0 <= min_lr_ratio <= 1, augment_intensity >= 0, dice_weight >= 0")
 
 
-def _from_dict(cls: type, values: dict[str, Any]) -> Any:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise InvalidInputError(f"unknown {cls.__name__} fields {unknown}; known fields: {sorted(names)}")
-    return cls(**values)
-
-
 def config_json(cfg: SegmenterConfig, train: SegTrainConfig | None = None, **extra: Any) -> str:
     """The config.json text: ``{"segmenter": {...}, "train": {...}, ...provenance}``."""
     doc: dict[str, Any] = {CONFIG_KEY: dataclasses.asdict(cfg)}
@@ -92,7 +85,7 @@ def read_segmenter_config(path: str | Path) -> tuple[SegmenterConfig, dict[str, 
         raise InvalidInputError(f"expected a segmenter config file at {path} (written by train_segmenter / `cheartflow train-seg`)")
     try:
         doc = json.loads(path.read_text())
-        cfg = _from_dict(SegmenterConfig, doc[CONFIG_KEY])
+        cfg = config_from_dict(SegmenterConfig, doc[CONFIG_KEY])
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(f"{path} is not a segmenter config.json (need a {CONFIG_KEY!r} object): {exc}") from exc
     return cfg, doc
@@ -100,4 +93,4 @@ def read_segmenter_config(path: str | Path) -> tuple[SegmenterConfig, dict[str, 
 
 def seg_train_config_from_dict(values: dict[str, Any]) -> SegTrainConfig:
     """Build a SegTrainConfig from a dict, rejecting unknown fields."""
-    return _from_dict(SegTrainConfig, values)
+    return config_from_dict(SegTrainConfig, values)
