@@ -41,11 +41,19 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
     tmp = _create_tmp(target)
     try:
         yield tmp
+        # Some writers (safetensors) replace the file with a private 0600 one; give it the usual mode.
+        os.chmod(tmp, 0o666 & ~_current_umask())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _create_tmp(target: Path) -> Path:

@@ -32,9 +32,9 @@ def _resolve_model(model: str | Path | None, sketch_kind: str) -> Path:
         path = default_model_dir(sketch_kind)
         if not (path / ONNX_FILENAME).is_file() and not (path / CONFIG_FILENAME).is_file():
             raise ModelNotAvailableError(
-                f"no bundled default model for sketch kind {sketch_kind!r} is shipped in this release yet; "
-                "train one with `cheartflow train --data ../shared/data/acdc --out runs/edges` and pass "
-                "model='runs/edges' (or the exported .onnx)"
+                f"no bundled default model for sketch kind {sketch_kind!r} is installed (expected {path}); "
+                f"train one with `cheartflow train --data ../shared/data/acdc --sketch {sketch_kind} --out runs/{sketch_kind}` "
+                f"and pass model='runs/{sketch_kind}' (or the exported .onnx)"
             )
         return path
     path = Path(model)

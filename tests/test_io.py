@@ -314,6 +314,20 @@ def test_atomic_output_failure_without_old_file(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_atomic_output_gives_the_umask_mode_even_when_the_writer_makes_a_private_file(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        with cio.atomic_output(tmp_path / "weights.bin") as tmp:
+            tmp.unlink()  # like safetensors: replace the temporary file with a new 0600 one
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "weights.bin").stat().st_mode & 0o777 == 0o640
+
+
 # ----------------------------------------------------------------- PNG writing
 
 

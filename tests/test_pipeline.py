@@ -96,8 +96,6 @@ def test_bad_inputs(pipe, phantom_set):
 
 
 def test_load_errors(tmp_path, trained_model_dir):
-    with pytest.raises(ModelNotAvailableError, match="cheartflow train"):
-        cf.load_pipeline(None)
     with pytest.raises(ModelNotAvailableError, match="does not exist"):
         cf.load_pipeline(tmp_path / "nope")
     with pytest.raises(InvalidInputError, match="backend must be one of"):

@@ -189,7 +189,7 @@ def load_segmenter(path: str | os.PathLike | None = None, device: str | torch.de
         folder = default_segmenter_dir()
         if not (folder / WEIGHTS_FILENAME).is_file():
             raise ModelNotAvailableError(
-                "no bundled evaluation segmenter is shipped in this release yet; train one with "
+                f"no bundled evaluation segmenter is installed (expected {folder}); train one with "
                 "`cheartflow train-seg --data ../shared/data/acdc --out runs/segmenter` and pass its folder"
             )
     else:

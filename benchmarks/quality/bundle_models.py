@@ -1,0 +1,87 @@
+"""Put trained runs into the package as its bundled default models (maintainers' step before a release).
+
+For each ``--model KIND=RUN_DIR`` (a folder from ``cheartflow train``): copies ``model.safetensors``
+and ``config.json`` into ``cheartflow_sdk/default_models/KIND/`` and exports the fp16 ONNX engine
+(``model.fp16.onnx``, fp32 inputs/outputs) there through its parity gate (PSNR >= 40 dB against the
+shipped weights). The fp32 ONNX is not shipped: for the trained weights ONNX Runtime's CPU result differs
+from PyTorch's by about 5e-4 (PyTorch fp32 vs fp64: 7e-6), above the 1e-4 fp32 gate; see the README.
+``--segmenter RUN_DIR`` (from ``cheartflow train-seg``) goes to ``default_models/segmenter/``. Each
+run's ``metrics.jsonl`` is copied to ``benchmarks/quality/training/<name>-metrics.jsonl`` (the
+training log that is committed beside the report). Every write is atomic.
+
+    python benchmarks/quality/bundle_models.py --model edges=runs/edges --model labels=runs/labels \\
+        --segmenter runs/segmenter
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # this writes into the checkout, so it runs the checkout's code
+
+from cheartflow_sdk.atomic import atomic_write_bytes  # noqa: E402
+from cheartflow_sdk.errors import InvalidInputError  # noqa: E402
+
+log = logging.getLogger("bundle_models")
+PACKAGE_MODELS = ROOT / "cheartflow_sdk" / "default_models"
+TRAINING_LOGS = ROOT / "benchmarks" / "quality" / "training"
+MODEL_FILES = ("model.safetensors", "config.json")
+SEGMENTER_FILES = ("segmenter.safetensors", "config.json")
+
+
+def copy_files(src: Path, dst: Path, names: tuple[str, ...]) -> None:
+    """Copy `names` from src to dst atomically, failing before any write when one is missing."""
+    missing = [n for n in names if not (src / n).is_file()]
+    if missing:
+        raise InvalidInputError(f"{src} lacks {missing}; expected a finished run folder with {list(names)}")
+    for name in names:
+        atomic_write_bytes(dst / name, (src / name).read_bytes())
+
+
+def copy_training_log(run: Path, name: str) -> None:
+    log_file = run / "metrics.jsonl"
+    if log_file.is_file():
+        atomic_write_bytes(TRAINING_LOGS / f"{name}-metrics.jsonl", log_file.read_bytes())
+    else:
+        log.warning("%s has no metrics.jsonl; no training log copied for %s", run, name)
+
+
+def bundle_model(kind: str, run: Path) -> None:
+    """Copy one cHeartFlow run into the package and export its gated ONNX engine there."""
+    from cheartflow_sdk.export import export_onnx_fp16
+
+    sketch_kind = json.loads((run / "config.json").read_text())["model"]["sketch_kind"]
+    if sketch_kind != kind:
+        raise InvalidInputError(f"{run} was trained on {sketch_kind!r} sketches, not {kind!r}")
+    dst = PACKAGE_MODELS / kind
+    copy_files(run, dst, MODEL_FILES)
+    onnx_path, report = export_onnx_fp16(dst)
+    log.info("%s: %s (parity PSNR %.1f dB)", kind, onnx_path, report.psnr_db)
+    copy_training_log(run, kind)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", action="append", default=[], metavar="KIND=RUN_DIR")
+    p.add_argument("--segmenter", metavar="RUN_DIR")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for spec in args.model:
+        kind, sep, run = spec.partition("=")
+        if not sep:
+            p.error(f"--model expects KIND=RUN_DIR, got {spec!r}")
+        bundle_model(kind, Path(run))
+    if args.segmenter:
+        copy_files(Path(args.segmenter), PACKAGE_MODELS / "segmenter", SEGMENTER_FILES)
+        copy_training_log(Path(args.segmenter), "segmenter")
+        log.info("segmenter: %s", PACKAGE_MODELS / "segmenter")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
