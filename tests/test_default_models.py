@@ -33,7 +33,7 @@ def test_example_kind_is_checked():
 @pytest.mark.parametrize("kind", KINDS)
 def test_bundled_model_files_and_config(kind):
     folder = default_model_dir(kind)
-    for name in ("model.fp16.onnx", "model.safetensors", "config.json"):
+    for name in ("model.onnx", "model.fp16.onnx", "model.safetensors", "config.json"):
         assert (folder / name).is_file(), f"{folder / name} is missing from the package"
     doc = json.loads((folder / "config.json").read_text())
     assert doc["model"]["sketch_kind"] == kind and doc["model"]["resolution"] == 128
@@ -63,12 +63,13 @@ def test_bundled_labels_model_draws_bright_blood_and_dark_myocardium():
         assert img[lab == 3].mean() > img[lab == 2].mean() + 0.1
 
 
+@pytest.mark.parametrize("engine", ["model.onnx", "model.fp16.onnx"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_bundled_onnx_matches_its_checkpoint(kind):
+def test_bundled_onnx_matches_its_checkpoint(kind, engine):
     pytest.importorskip("torch")
     from cheartflow_sdk.export import verify_engine
 
-    report = verify_engine(default_model_dir(kind) / "model.fp16.onnx", device="cpu")
+    report = verify_engine(default_model_dir(kind) / engine, device="cpu")
     assert report.passed and report.source_matches, report.summary()
 
 

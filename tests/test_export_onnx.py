@@ -149,3 +149,29 @@ def test_verify_reports_a_different_checkpoint(trained_model_dir, onnx_model, tm
     report = verify_engine(onnx_model, reference_model_dir=other)
     assert report.gate_passed and not report.source_matches and not report.passed
     assert "DIFFERS" in report.summary()
+
+
+def test_two_pass_group_norm_equals_group_norm_and_exports_without_instance_norm(tmp_path):
+    torch = pytest.importorskip("torch")
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    from cheartflow_sdk.export.onnx_export import two_pass_group_norms
+
+    torch.manual_seed(0)
+    block = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.GroupNorm(8, 16), torch.nn.SiLU())
+    with torch.no_grad():
+        block[1].weight.uniform_(0.5, 1.5)
+        block[1].bias.uniform_(-0.5, 0.5)
+    export_copy = two_pass_group_norms(block)
+    assert type(block[1]) is torch.nn.GroupNorm  # the original is untouched
+    # (the regression itself, a trained encoder's fp32 engine at 4.7e-4, is test_default_models' fp32 verify)
+    x = torch.rand(2, 1, 128, 128) * 0.3 + 0.6
+    with torch.no_grad():
+        ref64 = block.double()(x.double()).numpy()
+        block.float()
+        assert np.abs(export_copy(x).double().numpy() - ref64).max() < 1e-5
+    path = tmp_path / "gn.onnx"
+    torch.onnx.export(export_copy, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"], output_names=["y"])
+    assert "InstanceNormalization" not in {n.op_type for n in onnx.load(str(path)).graph.node}
+    out = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    assert np.abs(out - ref64).max() < 1e-5
