@@ -32,6 +32,7 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset
     onnx = require("onnx")
     from ..backends.onnxruntime_backend import OnnxRuntimeEncoder
     from ..backends.torch_backend import TorchEncoder
+    from .onnx_groupnorm import two_pass_group_norms
 
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
@@ -70,27 +71,6 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset
             log.info("parity of %s: %s", out_path.name, describe_gate(report, precision))
             enforce_gate(report, precision, f"the {precision} ONNX engine {out_path.name}")
     return out_path, report
-
-
-def two_pass_group_norms(module):
-    """A copy of `module` whose GroupNorms export as explicit two-pass mean/variance ops.
-
-    torch exports GroupNorm as ONNX InstanceNormalization over a reshaped tensor, and ONNX Runtime's
-    CPU kernel of that op is inexact over large groups (16 channels / 8 groups x 128 x 128 = 32768
-    values): 1.2e-4 off in the first norm of a trained encoder against 1e-6 for PyTorch fp32, which
-    put the fp32 engine at 4.7e-4 from PyTorch, over the 1e-4 gate. Mean, centred square and
-    rsqrt as separate ops keep ONNX Runtime within fp32 rounding. The copy shares no state with
-    `module`; its forward is the same function.
-    """
-    import copy
-
-    from .onnx_groupnorm import TwoPassGroupNorm
-
-    module = copy.deepcopy(module)
-    for sub in module.modules():
-        if type(sub) is require("torch").nn.GroupNorm:
-            sub.__class__ = TwoPassGroupNorm
-    return module
 
 
 def export_onnx_fp16(model_dir: str | Path, out_path: str | Path | None = None, opset: int = contract.ONNX_OPSET,

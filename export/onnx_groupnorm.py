@@ -8,8 +8,23 @@ sum short.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
+
+
+def two_pass_group_norms(module: nn.Module) -> nn.Module:
+    """A deep copy of `module` with every nn.GroupNorm turned into a :class:`TwoPassGroupNorm` (same weights).
+
+    Export uses it: a trained encoder's fp32 ONNX engine was 4.7e-4 from PyTorch with the stock
+    GroupNorm (over the 1e-4 gate) and is within 1e-5 with this one. `module` itself is not changed.
+    """
+    module = copy.deepcopy(module)
+    for sub in module.modules():
+        if type(sub) is nn.GroupNorm:
+            sub.__class__ = TwoPassGroupNorm
+    return module
 
 
 class TwoPassGroupNorm(nn.GroupNorm):

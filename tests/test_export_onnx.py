@@ -155,7 +155,7 @@ def test_two_pass_group_norm_equals_group_norm_and_exports_without_instance_norm
     torch = pytest.importorskip("torch")
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    from cheartflow_sdk.export.onnx_export import two_pass_group_norms
+    from cheartflow_sdk.export.onnx_groupnorm import two_pass_group_norms
 
     torch.manual_seed(0)
     block = torch.nn.Sequential(torch.nn.Conv2d(1, 16, 3, padding=1), torch.nn.GroupNorm(8, 16), torch.nn.SiLU())
