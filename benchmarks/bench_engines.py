@@ -39,6 +39,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.append(str(REPO))  # an installed cheartflow_sdk wins; else this checkout (PYTHONPATH=$PWD puts it first)
+sys.path.insert(0, str(HERE))  # benchmarks/results.py: the results-file writer every benchmark shares
 
 log = logging.getLogger("bench_engines")
 BATCHES = {1: 50, 256: 20}  # batch -> minimum timed runs
@@ -133,7 +134,7 @@ def run(model_dir: Path, cpu: bool, results_dir: Path | None, weights: str) -> P
     from cheartflow_sdk.export import export_engine
     from cheartflow_sdk.training.checkpoint import load_encoder
 
-    results = _load("cheartflow_bench_results", HERE / "results.py")
+    import results  # benchmarks/results.py (this folder is on sys.path)
     device = torch.device("cpu" if cpu else "cuda")
     t0 = time.perf_counter()
     path, report = export_engine(model_dir, "torch-compiled", device=device.type)

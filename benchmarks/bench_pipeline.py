@@ -52,20 +52,13 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.append(str(REPO))  # an installed cheartflow_sdk wins; else this checkout (PYTHONPATH=$PWD puts it first)
+sys.path.insert(0, str(HERE))  # benchmarks/results.py: the results-file writer every benchmark shares
 
+import results  # noqa: E402
 from cheartflow_sdk import kernels  # noqa: E402
 from cheartflow_sdk.config import ModelConfig  # noqa: E402
 
 
-def _load_results_module() -> Any:
-    spec = importlib.util.spec_from_file_location("cheartflow_bench_results", HERE / "results.py")
-    module = importlib.util.module_from_spec(spec)
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
-results = _load_results_module()
 RESULTS_DIR = results.RESULTS_DIR
 write_results = results.write_results
 

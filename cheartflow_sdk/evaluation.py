@@ -306,6 +306,24 @@ def rows_to_json(rows: Sequence[dict[str, Any]]) -> str:
     return json.dumps(json_safe(list(rows)), indent=1, allow_nan=False) + "\n"
 
 
+def per_patient_indices(patients: Sequence[str], k: int) -> np.ndarray:
+    """Indices of ``k`` slices per patient, evenly spread over each patient's slices (all when it has <= k).
+
+    Used to score costly methods (hundreds of network evaluations per image) on a fixed, patient-balanced
+    subset; the result is sorted, so the subset keeps the slice order.
+    """
+    if int(k) < 1:
+        raise InvalidInputError(f"slices per patient must be >= 1, got {k}")
+    order: dict[str, list[int]] = {}
+    for i, p in enumerate(patients):
+        order.setdefault(p, []).append(i)
+    picks: list[int] = []
+    for idx in order.values():
+        n = len(idx)
+        picks += idx if n <= k else [idx[int((j + 0.5) * n / k)] for j in range(int(k))]
+    return np.array(sorted(picks), dtype=np.int64)
+
+
 def _spread_indices(patients: Sequence[str], n: int) -> np.ndarray:
     """``n`` slice indices from different patients where possible (the middle slice of evenly spaced patients)."""
     order: dict[str, list[int]] = {}

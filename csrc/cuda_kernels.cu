@@ -533,12 +533,11 @@ void renoise_params(uintptr_t x0, uintptr_t x1, uintptr_t t_dev, uintptr_t param
   run_renoise(c);  // a null t_ptr / params_ptr is rejected there like any null pointer
 }
 
-void preprocess(uintptr_t src, DType src_dtype, uintptr_t out, DType out_dtype, int64_t numel, uintptr_t stream) {
-  const std::string fn = "preprocess_cuda";
-  require_available(fn);
-  if ((src_dtype != DType::U8 && src_dtype != DType::F32) || (out_dtype != DType::F32 && out_dtype != DType::F16)) {
-    throw std::invalid_argument(fn + ": src dtype must be uint8 or float32 and out dtype float32 or float16");
-  }
+// What preprocess and postprocess share once their dtypes are checked: the size, device and overlap
+// checks, the device scope and stream, and the launch check; `launch(shape, stream)` issues the kernel.
+template <typename Launch>
+void run_elementwise(const std::string& fn, uintptr_t src, DType src_dtype, uintptr_t out, DType out_dtype,
+                     int64_t numel, uintptr_t stream, Launch&& launch) {
   if (checked_numel(fn, 1, numel) == 0) return;
   RelaxedCaptureMode relaxed;
   const size_t ss = dtype_size(src_dtype), os = dtype_size(out_dtype);
@@ -547,18 +546,27 @@ void preprocess(uintptr_t src, DType src_dtype, uintptr_t out, DType out_dtype, 
                              {"src_ptr", src, static_cast<size_t>(numel) * ss}, src_dtype == out_dtype);
   DeviceScope scope(device);
   require_stream_on_device(fn, stream, device);
-  const cudaStream_t s = as_stream(stream);
-  const LaunchShape ls = shape_1d(numel);
-  if (src_dtype == DType::U8 && out_dtype == DType::F32) {
-    preprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const uint8_t*>(src), reinterpret_cast<float*>(out), numel);
-  } else if (src_dtype == DType::U8) {
-    preprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const uint8_t*>(src), reinterpret_cast<uint16_t*>(out), numel);
-  } else if (out_dtype == DType::F32) {
-    preprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const float*>(src), reinterpret_cast<float*>(out), numel);
-  } else {
-    preprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const float*>(src), reinterpret_cast<uint16_t*>(out), numel);
-  }
+  launch(shape_1d(numel), as_stream(stream));
   check_launch(fn);
+}
+
+void preprocess(uintptr_t src, DType src_dtype, uintptr_t out, DType out_dtype, int64_t numel, uintptr_t stream) {
+  const std::string fn = "preprocess_cuda";
+  require_available(fn);
+  if ((src_dtype != DType::U8 && src_dtype != DType::F32) || (out_dtype != DType::F32 && out_dtype != DType::F16)) {
+    throw std::invalid_argument(fn + ": src dtype must be uint8 or float32 and out dtype float32 or float16");
+  }
+  run_elementwise(fn, src, src_dtype, out, out_dtype, numel, stream, [&](const LaunchShape& ls, cudaStream_t s) {
+    if (src_dtype == DType::U8 && out_dtype == DType::F32) {
+      preprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const uint8_t*>(src), reinterpret_cast<float*>(out), numel);
+    } else if (src_dtype == DType::U8) {
+      preprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const uint8_t*>(src), reinterpret_cast<uint16_t*>(out), numel);
+    } else if (out_dtype == DType::F32) {
+      preprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const float*>(src), reinterpret_cast<float*>(out), numel);
+    } else {
+      preprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const float*>(src), reinterpret_cast<uint16_t*>(out), numel);
+    }
+  });
 }
 
 void postprocess(uintptr_t src, DType src_dtype, uintptr_t out, DType out_dtype, int64_t numel, uintptr_t stream) {
@@ -567,26 +575,17 @@ void postprocess(uintptr_t src, DType src_dtype, uintptr_t out, DType out_dtype,
   if ((src_dtype != DType::F32 && src_dtype != DType::F16) || (out_dtype != DType::F32 && out_dtype != DType::U8)) {
     throw std::invalid_argument(fn + ": src dtype must be float32 or float16 and out dtype float32 or uint8");
   }
-  if (checked_numel(fn, 1, numel) == 0) return;
-  RelaxedCaptureMode relaxed;
-  const size_t ss = dtype_size(src_dtype), os = dtype_size(out_dtype);
-  const int device = common_device(fn, {{"src_ptr", src, ss}, {"out_ptr", out, os}});
-  require_no_partial_overlap(fn, {"out_ptr", out, static_cast<size_t>(numel) * os},
-                             {"src_ptr", src, static_cast<size_t>(numel) * ss}, src_dtype == out_dtype);
-  DeviceScope scope(device);
-  require_stream_on_device(fn, stream, device);
-  const cudaStream_t s = as_stream(stream);
-  const LaunchShape ls = shape_1d(numel);
-  if (src_dtype == DType::F32 && out_dtype == DType::F32) {
-    postprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const float*>(src), reinterpret_cast<float*>(out), numel);
-  } else if (src_dtype == DType::F32) {
-    postprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const float*>(src), reinterpret_cast<uint8_t*>(out), numel);
-  } else if (out_dtype == DType::F32) {
-    postprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<float*>(out), numel);
-  } else {
-    postprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<uint8_t*>(out), numel);
-  }
-  check_launch(fn);
+  run_elementwise(fn, src, src_dtype, out, out_dtype, numel, stream, [&](const LaunchShape& ls, cudaStream_t s) {
+    if (src_dtype == DType::F32 && out_dtype == DType::F32) {
+      postprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const float*>(src), reinterpret_cast<float*>(out), numel);
+    } else if (src_dtype == DType::F32) {
+      postprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const float*>(src), reinterpret_cast<uint8_t*>(out), numel);
+    } else if (out_dtype == DType::F32) {
+      postprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<float*>(out), numel);
+    } else {
+      postprocess_kernel<<<ls.grid, ls.block, 0, s>>>(reinterpret_cast<const uint16_t*>(src), reinterpret_cast<uint8_t*>(out), numel);
+    }
+  });
 }
 
 }  // namespace cf::cuda

@@ -1,10 +1,12 @@
 """Engines without a GPU: registry choice, sidecar metadata checks, corrupt/foreign engines, mismatches
 through load_pipeline, the export dispatcher, and (slow) a CPU AOTInductor package end to end."""
 
+import contextlib
 import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -353,3 +355,74 @@ def test_cpu_compiled_mismatches(cpu_package, tmp_path, phantom_set):
         cf.load_pipeline(copy)
     with pytest.raises(ModelMismatchError, match="compiled for 'cpu' but device='cuda'"):
         cf.load_pipeline(path, device="cuda")
+
+
+class _FakeCuda:
+    """Just enough of torch.cuda for BucketGraphs' bookkeeping (capture itself is covered on a GPU)."""
+
+    def __init__(self, fail: bool = False):
+        self.fail, self.log = fail, []
+        outer = self
+
+        class Stream:
+            def __init__(self, device):
+                self.cuda_stream = 7
+
+            def wait_stream(self, other):
+                pass
+
+            def synchronize(self):
+                outer.log.append("sync")
+
+        class CUDAGraph:
+            pass
+
+        self.Stream, self.CUDAGraph = Stream, CUDAGraph
+
+    def device(self, device):
+        return contextlib.nullcontext()
+
+    def current_stream(self, device):
+        return None
+
+    def stream(self, s):
+        return contextlib.nullcontext()
+
+    @contextlib.contextmanager
+    def graph(self, graph, stream=None):
+        self.log.append("capture")
+        if self.fail:
+            raise RuntimeError("operation not permitted when stream is capturing")
+        yield
+
+    def synchronize(self, device):
+        self.log.append("device sync")
+
+
+def _graphed(fail: bool = False):
+    from types import SimpleNamespace
+
+    from cheartflow_sdk.backends.bucket_graphs import BucketGraphs
+
+    host = BucketGraphs()
+    host._torch, host.device, host.path = SimpleNamespace(cuda=_FakeCuda(fail)), "cuda:0", Path("m.pt2")
+    host._init_graphs(True)
+    return host
+
+
+def test_bucket_graphs_capture_once_per_buffer_set_and_recapture_when_buffers_move():
+    host, calls = _graphed(), []
+    prepare, body = (lambda s: calls.append("prepare")), (lambda s: calls.append("body"))
+    g1 = host._bucket_graph(8, (100, 200), prepare, body)
+    assert host._bucket_graph(8, (100, 200), prepare, body) is g1 and calls == ["prepare", "body"]
+    g2 = host._bucket_graph(8, (300, 200), prepare, body)  # buffers reallocated: a new graph
+    assert g2 is not g1 and host.captures == 2 and calls == ["prepare", "body"] * 2
+    host._bucket_graph(64, (1, 2), prepare, body)
+    assert host.captures == 3 and host.cuda_graphs and host.graph_error is None
+
+
+def test_bucket_graphs_failed_capture_turns_graphs_off_with_the_reason(caplog):
+    host = _graphed(fail=True)
+    assert host._bucket_graph(1, (1, 2), lambda s: None, lambda s: None) is None
+    assert not host.cuda_graphs and "stream is capturing" in host.graph_error and host.captures == 0
+    assert "running without graphs" in caplog.text and host._torch.cuda.log[-1] == "device sync"

@@ -227,3 +227,51 @@ def test_report_main_end_to_end_on_phantom_acdc(tmp_path, trained_model_dir, tin
     assert "cHeartFlow (labels) left out" in table and "baseline" in table and "no_such_run" in table
     assert cv2.imread(str(out / "grid_edges.png")).shape[0] > 2 * RES
     assert (out / "t1_curve.png").is_file() and not (out / "grid_labels.png").exists()
+
+
+def test_per_patient_indices_and_slice_subsets(slices):
+    from cheartflow_sdk.evaluation import per_patient_indices
+
+    patients = ["a", "a", "a", "a", "b", "c", "c", "c", "c", "c", "c"]
+    idx = per_patient_indices(patients, 2)
+    assert idx.tolist() == [1, 3, 4, 6, 9]  # a: positions 0.25n, 0.75n of 4; b: its only slice; c: of 6
+    assert per_patient_indices(patients, 10).tolist() == list(range(len(patients)))
+    with pytest.raises(InvalidInputError, match=">= 1"):
+        per_patient_indices(patients, 0)
+    sub = slices.subset(per_patient_indices(slices.patients, 2))
+    assert len(sub) == 8 and sub.patients == ["p0", "p0", "p1", "p1", "p2", "p2", "p3", "p3"]
+    np.testing.assert_array_equal(sub.images[0], slices.images[1])
+    assert sub.slice_index[:2] == [1, 4]
+    with pytest.raises(InvalidInputError, match=r"\[0, 24\)"):
+        slices.subset([24])
+
+
+def test_report_scores_costly_methods_on_a_per_patient_subset(slices, tiny_segmenter, tmp_path):
+    from cheartflow_sdk.evaluation import Method
+
+    report = _report_module()
+    seg, _ = tiny_segmenter
+    calls: dict[str, list[int]] = {"cheap": [], "costly": []}
+
+    def method(name):
+        def fn(sketches):
+            calls[name].append(len(sketches))
+            return np.clip(sketches * 0.8 + 0.1, 0, 1)
+        return fn
+
+    extra = [Method("cheap", "edges", 1, method("cheap")), Method("costly", "edges", 200, method("costly"))]
+    notes: list[str] = []
+    rows, grids = report.run_benchmark(slices, models={}, extra_methods=extra, segmenter=seg, sketches=("edges",),
+                                       subset_per_patient=2, n_samples=2, notes=notes)
+    assert calls == {"cheap": [24, 8], "costly": [8]}  # the costly one never sees all 24 slices
+    full = [(r["method"], r["n_slices"]) for r in rows if not r.get("subset")]
+    subset = [(r["method"], r["n_slices"], r["subset"]) for r in rows if r.get("subset")]
+    assert full == [("cheap", 24), ("real images (reference)", 24)]
+    assert subset == [("cheap", 8, "2 per patient"), ("costly", 8, "2 per patient"),
+                      ("real images (reference)", 8, "2 per patient")]
+    assert [title for title, _ in grids["edges"][2]] == ["cheap", "costly 200"]  # the grid shows every method
+    assert any("NFE >= 100 ran on 8 of 24 slices" in n for n in notes)
+    report.write_report(tmp_path, rows, grids, notes)
+    table = (tmp_path / "table.md").read_text()
+    assert "### All methods on the same subset: 2 per patient, 8 slices of 4 patients" in table
+    assert table.count("| costly | 200 |") == 1 and table.count("| cheap | 1 |") == 2

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import logging
 import math
 import shlex
@@ -106,14 +105,21 @@ def format_table(rows: Sequence[dict[str, Any]], notes: Sequence[str] = (), prov
               "evaluation segmenter's labels of each synthesized image and the labels of its input; Frechet-seg: Frechet "
               "distance between the segmenter's bottleneck features of real and synthesized images. Best value per "
               "column in bold.", ""]
-    main = [r for r in rows if not _is_sweep(r)]
-    kinds = [k for k in dict.fromkeys(r.get("sketch") for r in main) if k is not None]
+    main = [r for r in rows if not _is_sweep(r) and not r.get("subset")]
+    subset = [r for r in rows if not _is_sweep(r) and r.get("subset")]
+    kinds = [k for k in dict.fromkeys(r.get("sketch") for r in main + subset) if k is not None]
     references = [r for r in main if r.get("sketch") is None]
     for kind in kinds:
         section = [r for r in main if r.get("sketch") == kind]
         lines += [f"## {SKETCH_TITLES.get(kind, kind)}", ""]
-        lines += _markdown_rows(section, references, cols)
-        lines.append("")
+        if section:
+            lines += _markdown_rows(section, references, cols) + [""]
+        sub_section = [r for r in subset if r.get("sketch") == kind]
+        if sub_section:
+            first = sub_section[0]
+            lines += [f"### All methods on the same subset: {first.get('subset')}, {first.get('n_slices')} slices "
+                      f"of {first.get('n_patients')} patients", ""]
+            lines += _markdown_rows(sub_section, [r for r in subset if r.get("sketch") is None], cols) + [""]
     if not kinds and references:
         lines += _markdown_rows([], references, cols) + [""]
     sweep = [r for r in rows if _is_sweep(r)]
@@ -273,15 +279,14 @@ def write_report(out_dir: str | Path, rows: Sequence[dict[str, Any]], grids: dic
 
 
 def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Device, date, versions and command (from benchmarks/results.py when present)."""
+    """Device, date, versions and command (as benchmarks/results.py records them for the speed benchmarks)."""
     info: dict[str, Any] = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    spec_path = HERE.parent / "results.py"
-    if spec_path.is_file():
-        spec = importlib.util.spec_from_file_location("_cheartflow_bench_results", spec_path)
-        mod = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-        spec.loader.exec_module(mod)  # type: ignore[union-attr]
-        info["device"] = mod.device_name()
-        info["versions"] = mod.versions()
+    if str(HERE.parent) not in sys.path:
+        sys.path.insert(0, str(HERE.parent))  # benchmarks/results.py, shared with the speed benchmarks
+    import results
+
+    info["device"] = results.device_name()
+    info["versions"] = results.versions()
     args = list(sys.argv[1:] if argv is None else argv)
     info["command"] = " ".join(shlex.quote(a) for a in ["python", "benchmarks/quality/report.py", *args])
     return info
@@ -305,14 +310,12 @@ def _parse_baseline(spec: str) -> tuple[str, int | None]:
 
 
 def _load_slices(data: str, split: str, resolution: int, limit_patients: int | None):
-    from cheartflow_sdk.data import PreprocessConfig, SliceSet, load_acdc, load_slices
+    from cheartflow_sdk.data import PreprocessConfig, load_acdc, load_slices
 
     slices = load_slices(data) if data.endswith(".npz") else load_acdc(data, split, config=PreprocessConfig(size=resolution))
     if limit_patients:
-        keep_p = list(dict.fromkeys(slices.patients))[:limit_patients]
-        idx = [i for i, p in enumerate(slices.patients) if p in set(keep_p)]
-        slices = SliceSet(slices.images[idx], slices.labels[idx], [slices.patients[i] for i in idx],
-                          [slices.frames[i] for i in idx], [slices.slice_index[i] for i in idx])
+        keep = set(list(dict.fromkeys(slices.patients))[:limit_patients])
+        slices = slices.subset([i for i, p in enumerate(slices.patients) if p in keep])
     return slices
 
 
@@ -331,6 +334,7 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
                   extra_methods: Sequence[Any] = (), sketches: Sequence[str] = ("edges", "labels"),
                   t1_values: Sequence[float] = (), seed: int = 0, inception_weights: str | None = None,
                   lpips_weights: str | None = None, device: str = "cpu", split: str = "test", n_samples: int = 6,
+                  subset_per_patient: int | None = None, subset_min_nfe: int = 100,
                   notes: list[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, tuple]]:
     """Evaluate every available method and return (rows, grids) for :func:`write_report`.
 
@@ -338,12 +342,19 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
     ``kind``, ``sketch_kind`` and ``steps`` attributes (see :func:`baseline_method`); extra_methods:
     :class:`cheartflow_sdk.evaluation.Method` objects. Order per sketch kind: pix2pix, iDDPM (by NFE),
     extra methods, cHeartFlow 1-step, cHeartFlow 2-step; then the t_1 sweep.
+
+    subset_per_patient: when given, methods with NFE >= ``subset_min_nfe`` (iDDPM) are scored only on
+    that many slices per patient, and every method of that sketch kind is scored on the same subset
+    too (rows with ``subset``), so the costly methods are compared on equal terms; the grid of that kind
+    then comes from the subset, where all methods ran.
     """
-    from cheartflow_sdk.evaluation import Evaluator, Method, pipeline_method, sweep_t1
+    from cheartflow_sdk.evaluation import Evaluator, Method, per_patient_indices, pipeline_method, sweep_t1
 
     notes = notes if notes is not None else []
-    ev = Evaluator(slices, segmenter=segmenter, inception_weights=inception_weights, lpips_weights=lpips_weights,
-                   device=device, split=split, n_samples=n_samples)
+    common = dict(segmenter=segmenter, inception_weights=inception_weights, lpips_weights=lpips_weights,
+                  device=device, split=split, n_samples=n_samples)
+    ev = Evaluator(slices, **common)
+    sub_ev, subset_label = None, None
     rows: list[dict[str, Any]] = []
     sweep_rows: list[dict[str, Any]] = []
     grids: dict[str, tuple] = {}
@@ -360,24 +371,50 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
         if not methods:
             notes.append(f"no method available for {kind} sketches")
             continue
-        samples = []
-        for m in methods:
-            res = _try(notes, f"{m.name} ({kind})", lambda m=m, k=kind: ev.evaluate(m.fn, m.name, k, m.nfe, **m.extra))
-            if res is not None:
-                rows.append(res.row)
-                short = m.name.replace("cHeartFlow ", "")
-                samples.append((short if m.name.startswith("cHeartFlow") else f"{m.name} {m.nfe}" if m.nfe > 1 else m.name,
-                                res.samples))
+        costly = [m for m in methods if subset_per_patient and m.nfe >= subset_min_nfe]
+        full_rows, samples = _evaluate_methods(ev, [m for m in methods if m not in costly], kind, notes)
+        rows += full_rows
+        if samples:
+            grids[kind] = (ev.sketches(kind)[ev.sample_indices], ev.real01[ev.sample_indices], samples)
+        if costly:
+            if sub_ev is None:
+                idx = per_patient_indices(slices.patients, subset_per_patient)
+                sub_ev = Evaluator(slices.subset(idx), **common)
+                subset_label = f"{subset_per_patient} per patient"
+                notes.append(f"methods with NFE >= {subset_min_nfe} ran on {len(idx)} of {len(slices)} slices "
+                             f"({subset_label}, evenly spread over each patient's slices); every method is scored "
+                             "on that subset too, in its own table")
+            sub_rows, sub_samples = _evaluate_methods(sub_ev, methods, kind, notes, subset=subset_label)
+            rows += sub_rows
+            if sub_samples:
+                grids[kind] = (sub_ev.sketches(kind)[sub_ev.sample_indices], sub_ev.real01[sub_ev.sample_indices],
+                               sub_samples)
         if pipe is not None and t1_values:
             for res in sweep_t1(ev, lambda t1, p=pipe: pipeline_method(p, 2, (t1,), seed=seed), kind, t1_values,
                                 sweep="t1", seed=seed):
                 sweep_rows.append(res.row)
-        if samples:
-            idx = ev.sample_indices
-            grids[kind] = (ev.sketches(kind)[idx], ev.real01[idx], samples)
     if segmenter is not None:
         rows.append(ev.reference_row())
+        if sub_ev is not None:
+            rows.append({**sub_ev.reference_row(), "subset": subset_label})
     return rows + sweep_rows, grids
+
+
+def _evaluate_methods(ev: Any, methods: Sequence[Any], kind: str, notes: list[str],
+                      subset: str | None = None) -> tuple[list[dict[str, Any]], list[tuple[str, np.ndarray]]]:
+    """Score ``methods`` with ``ev``: their rows (tagged with ``subset`` when given) and grid columns."""
+    rows, samples = [], []
+    for m in methods:
+        res = _try(notes, f"{m.name} ({kind})", lambda m=m: ev.evaluate(m.fn, m.name, kind, m.nfe, **m.extra))
+        if res is None:
+            continue
+        if subset is not None:
+            res.row["subset"] = subset
+        rows.append(res.row)
+        short = m.name.replace("cHeartFlow ", "")
+        samples.append((short if m.name.startswith("cHeartFlow") else f"{m.name} {m.nfe}" if m.nfe > 1 else m.name,
+                        res.samples))
+    return rows, samples
 
 
 def baseline_method(synth: Any, steps: int | None = None, seed: int = 0) -> Any:
@@ -413,6 +450,10 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=("auto", "torch", "onnxruntime"))
     p.add_argument("--limit-patients", type=int, help="only the first N patients (quick runs)")
     p.add_argument("--samples", type=int, default=6, help="rows of the sample grids")
+    p.add_argument("--subset-per-patient", type=int, metavar="K",
+                   help="score methods with NFE >= --subset-min-nfe (iDDPM) on K slices per patient only, and every "
+                        "method on that subset too (default: all slices)")
+    p.add_argument("--subset-min-nfe", type=int, default=100, help="NFE from which --subset-per-patient applies")
     p.add_argument("--out", default=str(HERE), help="output folder")
     return p
 
@@ -468,7 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows, grids = run_benchmark(slices, models=models, baselines=baselines, segmenter=segmenter, sketches=kinds,
                                 t1_values=t1_values, seed=args.seed, inception_weights=args.inception_weights,
                                 lpips_weights=args.lpips_weights, device=device, split=args.split,
-                                n_samples=args.samples, notes=notes)
+                                n_samples=args.samples, subset_per_patient=args.subset_per_patient,
+                                subset_min_nfe=args.subset_min_nfe, notes=notes)
     written = write_report(args.out, rows, grids, notes, provenance(argv))
     for name, path in written.items():
         log.info("wrote %s: %s", name, path)

@@ -29,6 +29,7 @@ import numpy as np
 from .. import contract
 from .._optional import require
 from ..errors import InvalidInputError, ModelMismatchError
+from .bucket_graphs import BucketGraphs
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class _Buffers:
     out: Any = None  # the graph's static output (allocated in the graph's pool at capture)
 
 
-class CompiledEncoder:
+class CompiledEncoder(BucketGraphs):
     """An AOTInductor `.pt2` engine (fp16 on CUDA, or fp32 on CPU) with CUDA graphs per batch bucket."""
 
     name = "torch-compiled"
@@ -108,7 +109,7 @@ class CompiledEncoder:
             self.device = torch.device("cuda", torch.cuda.current_device() if index is None else index)
         else:
             self.device = torch.device("cpu")
-        self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
+        self._init_graphs(cuda_graphs and self.device.type == "cuda")
         self.capture_warmup = capture_warmup
         self.max_batch = int(self.metadata.get(contract.META_MAX_BATCH, max(contract.BATCH_BUCKETS)))
         self.buckets = contract.buckets_up_to(self.max_batch)
@@ -130,9 +131,6 @@ class CompiledEncoder:
         except Exception as exc:  # torch raises RuntimeError / zip errors for corrupt or foreign packages
             raise InvalidInputError(f"{self.path} is not a loadable AOTInductor package: {exc}") from exc
         self._buffers: dict[int, _Buffers] = {}
-        self._graphs: dict[int, tuple[Any, tuple[int, int]]] = {}
-        self.captures = 0  # graphs captured so far (re-captures included)
-        self.graph_error: str | None = None  # set when a capture failed and graphs were turned off
         log.info("loaded %s (%s, %s, max batch %d, CUDA graphs %s)", self.path, self.precision, self.device,
                  self.max_batch, self.cuda_graphs)
 
@@ -151,39 +149,15 @@ class CompiledEncoder:
 
     def _graph_for(self, bucket: int) -> Any:
         bufs = self.allocate(bucket)
-        ptrs = (bufs.x.data_ptr(), bufs.t.data_ptr())
-        entry = self._graphs.get(bucket)
-        if entry is not None and entry[1] == ptrs:
-            return entry[0]
-        if entry is not None:
-            log.info("buffers of bucket %d changed: re-capturing its CUDA graph", bucket)
-        return self._capture(bucket, bufs, ptrs)
 
-    def _capture(self, bucket: int, bufs: _Buffers, ptrs: tuple[int, int]) -> Any:
-        with self._torch.cuda.device(self.device):
-            return self._capture_on_device(bucket, bufs, ptrs)
-
-    def _capture_on_device(self, bucket: int, bufs: _Buffers, ptrs: tuple[int, int]) -> Any:
-        torch = self._torch
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):  # warm-up outside the capture (lazy library init, autotuned launches)
+        def warm_up(stream: Any) -> None:  # outside the capture: lazy library init, autotuned launches
             for _ in range(self.capture_warmup):
                 self._runner(bufs.x, bufs.t)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(graph):
-                bufs.out = self._runner(bufs.x, bufs.t)
-        except RuntimeError as exc:
-            self.cuda_graphs = False
-            self.graph_error = str(exc)
-            log.warning("CUDA graph capture of %s (bucket %d) failed, running without graphs: %s", self.path, bucket, exc)
-            torch.cuda.synchronize(self.device)
-            return None
-        self._graphs[bucket] = (graph, ptrs)
-        self.captures += 1
-        return graph
+
+        def body(stream: Any) -> None:
+            bufs.out = self._runner(bufs.x, bufs.t)
+
+        return self._bucket_graph(bucket, (bufs.x.data_ptr(), bufs.t.data_ptr()), warm_up, body)
 
     # ------------------------------------------------------------------ 3. run
 

@@ -31,6 +31,7 @@ import numpy as np
 from .. import contract
 from .._optional import require
 from ..errors import InvalidInputError, ModelMismatchError
+from .bucket_graphs import BucketGraphs
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class _Buffers:
     out: Any
 
 
-class TensorRTEncoder:
+class TensorRTEncoder(BucketGraphs):
     """A TensorRT FP16 engine with preallocated buffers, caller streams and optional CUDA graphs per bucket."""
 
     name = "tensorrt"
@@ -99,12 +100,9 @@ class TensorRTEncoder:
         self.profiles = self._read_profiles()  # [(min batch, max batch)] per optimization profile
         self.buckets = tuple(hi for _, hi in self.profiles)
         self.max_batch = max(self.buckets)
-        self.cuda_graphs = bool(cuda_graphs)
+        self._init_graphs(cuda_graphs)
         self._contexts: dict[tuple[str, int], Any] = {}
         self._buffers: dict[int, _Buffers] = {}
-        self._graphs: dict[int, tuple[Any, tuple[int, int, int]]] = {}
-        self.captures = 0
-        self.graph_error: str | None = None
         log.info("loaded %s (TensorRT %s, profiles %s)", self.path, trt.__version__, self.profiles)
 
     def _check_io(self) -> None:
@@ -188,28 +186,10 @@ class TensorRTEncoder:
         return fn
 
     def _graph_for(self, bucket: int, bufs: _Buffers) -> Any:
-        ptrs = (bufs.x.data_ptr(), bufs.t.data_ptr(), bufs.out.data_ptr())
-        entry = self._graphs.get(bucket)
-        if entry is not None and entry[1] == ptrs:
-            return entry[0]
-        torch = self._torch
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        self._enqueue(bufs.x, bufs.t, bufs.out, side.cuda_stream)  # applies shapes/addresses outside the capture
-        side.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        try:
-            with torch.cuda.graph(graph, stream=side):
-                self._enqueue(bufs.x, bufs.t, bufs.out, side.cuda_stream)
-        except RuntimeError as exc:
-            self.cuda_graphs = False
-            self.graph_error = str(exc)
-            log.warning("CUDA graph capture of %s (bucket %d) failed, running without graphs: %s", self.path, bucket, exc)
-            torch.cuda.synchronize(self.device)
-            return None
-        self._graphs[bucket] = (graph, ptrs)
-        self.captures += 1
-        return graph
+        def enqueue(stream: Any) -> None:  # run once outside the capture too: applies shapes and addresses
+            self._enqueue(bufs.x, bufs.t, bufs.out, stream.cuda_stream)
+
+        return self._bucket_graph(bucket, (bufs.x.data_ptr(), bufs.t.data_ptr(), bufs.out.data_ptr()), enqueue, enqueue)
 
     def _run_chunk(self, x: Any, t: Any) -> Any:
         """One chunk (<= max_batch rows, host or device tensors) -> a view of the bucket's output buffer."""

@@ -1,8 +1,9 @@
 """The loop shared by the baselines: data on the device, per-step seeding, resumable sharded state, metrics.
 
 A baseline trainer subclass owns its networks and optimizers and implements `train_step`; this base
-class runs the tqdm loop under a time limit, logs metrics.jsonl, and writes (atomically, every file
-under 16 MiB) the resumable state in `train_state/` and the inference weights in `model.safetensors`.
+class runs the shared step loop (training/loop.py) under a time limit, logs metrics.jsonl, and writes
+(atomically, every file under 16 MiB) the resumable state in `train_state/` and the inference weights
+in `model.safetensors`.
 """
 
 from __future__ import annotations
@@ -11,19 +12,15 @@ import dataclasses
 import datetime
 import json
 import logging
-import platform
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from .._version import __version__
-from ..atomic import atomic_output, atomic_write_text
+from ..atomic import atomic_write_text
 from ..config import CONFIG_FILENAME
 from ..errors import InvalidInputError
 from ..training.checkpoint import (
@@ -32,13 +29,14 @@ from ..training.checkpoint import (
     save_sharded,
     unflatten_optimizer_state,
 )
+from ..training.loop import append_metrics, device_label, run_steps, truncate_metrics
 from ..training.trainer import resolve_device
+from ..weights_file import load_weights, save_weights
 
 log = logging.getLogger(__name__)
 
 MODEL_FILENAME = "model.safetensors"
 STATE_DIRNAME = "train_state"
-METRICS_FILENAME = "metrics.jsonl"
 # Fields that may change when a run is resumed (everything else must equal the saved config).
 RESUMABLE_CHANGES = frozenset({"steps", "log_every", "checkpoint_every"})
 
@@ -99,24 +97,14 @@ def read_run_config(run_dir: str | Path) -> tuple[str, dict[str, Any], dict[str,
 
 def save_inference_weights(module: nn.Module, path: Path) -> None:
     """Floating tensors as fp16 (integer buffers as they are) in one safetensors file."""
-    tensors = {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).cpu().contiguous()
-               for k, v in module.state_dict().items()}
-    with atomic_output(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "cheartflow-baseline", "dtype": "float16"})
+    save_weights(module, path, fmt="cheartflow-baseline")
 
 
 def load_inference_weights(module: nn.Module, path: Path) -> None:
     """Load weights written by save_inference_weights into `module` (as fp32), with actionable errors."""
     if not path.is_file():
         raise InvalidInputError(f"expected baseline weights at {path} (written by train_baseline)")
-    try:
-        state = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise InvalidInputError(f"{path} is not a readable safetensors file: {exc}") from exc
-    try:
-        module.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    except RuntimeError as exc:
-        raise InvalidInputError(f"{path} does not match the architecture in its config.json: {exc}") from exc
+    load_weights(module, path, path.parent / CONFIG_FILENAME)
 
 
 # --- the trainer ---------------------------------------------------------------------------------
@@ -156,7 +144,7 @@ class BaselineTrainer:
             self._check_resume_config()
             self._load_state()
         else:
-            self._truncate_metrics(0)  # a fresh run in this folder: drop an earlier run's metrics
+            truncate_metrics(self.out_dir, 0)  # a fresh run in this folder: drop an earlier run's metrics
 
     # hooks ------------------------------------------------------------------------------------
     def build(self) -> None:
@@ -201,24 +189,14 @@ class BaselineTrainer:
 
     def run(self, until_step: int | None = None, time_limit_s: float | None = None, progress: bool = True) -> list[Any]:
         """Train until `until_step` (default: cfg.steps) or the time limit; checkpoints on the way and at the end."""
-        until = min(until_step or self.cfg.steps, self.cfg.steps)
-        start, results = time.monotonic(), []
-        bar = tqdm(total=until, initial=self.step_count, disable=not progress, desc=f"train {self.kind}", unit="step")
-        try:
-            while self.step_count < until:
-                res = self.step()
-                results.append(res)
-                bar.update(1)
-                if res.step % self.cfg.log_every == 0 or res.step == until:
-                    self._log_metrics(res)
-                    bar.set_postfix(self.postfix(res))
-                if res.step % self.cfg.checkpoint_every == 0:
-                    self.save()
-                if time_limit_s is not None and time.monotonic() - start > time_limit_s:
-                    log.info("time limit reached at step %d; resume with the same command", self.step_count)
-                    break
-        finally:
-            bar.close()
+
+        def on_log(res: Any) -> dict[str, str]:
+            append_metrics(self.out_dir, res)
+            return self.postfix(res)
+
+        results = run_steps(self.step, done=self.step_count, until=min(until_step or self.cfg.steps, self.cfg.steps),
+                            log_every=self.cfg.log_every, checkpoint_every=self.cfg.checkpoint_every, on_log=on_log,
+                            checkpoint=self.save, time_limit_s=time_limit_s, progress=progress, desc=f"train {self.kind}")
         self.save()
         return results
 
@@ -256,7 +234,7 @@ class BaselineTrainer:
             "steps_trained": self.step_count,
             "sdk_version": __version__,
             "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "device": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "cpu",
+            "device": device_label(self.device),
             "torch_version": torch.__version__,
         }
         return json.dumps(doc, indent=2, sort_keys=True)
@@ -290,18 +268,8 @@ class BaselineTrainer:
             if manifest["scalers"].get(name) and scaler.is_enabled():
                 scaler.load_state_dict(manifest["scalers"][name])
         self.step_count = int(manifest["step"])
-        self._truncate_metrics(self.step_count)
+        truncate_metrics(self.out_dir, self.step_count)
         log.info("resumed %s run in %s at step %d", self.kind, self.out_dir, self.step_count)
-
-    def _log_metrics(self, res: Any) -> None:
-        with open(self.out_dir / METRICS_FILENAME, "a") as f:
-            f.write(json.dumps({**dataclasses.asdict(res), "time": time.time()}) + "\n")
-
-    def _truncate_metrics(self, step: int) -> None:
-        path = self.out_dir / METRICS_FILENAME
-        if path.is_file():
-            keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-            path.write_text("".join(line + "\n" for line in keep))
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,14 @@ class SliceSet:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> SliceSet:
+        """The slices at ``indices`` (in that order), with their origin."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= len(self)):
+            raise InvalidInputError(f"SliceSet.subset indices must lie in [0, {len(self)}), got {idx.min()}..{idx.max()}")
+        return SliceSet(self.images[idx], self.labels[idx], [self.patients[i] for i in idx],
+                        [self.frames[i] for i in idx], [self.slice_index[i] for i in idx])
 
 
 def load_acdc(

@@ -26,9 +26,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..atomic import atomic_output, atomic_write_text
+from ..atomic import atomic_write_text
 from ..errors import InvalidInputError, ModelNotAvailableError
 from ..training.trainer import resolve_device
+from ..weights_file import load_weights, save_weights
 from .config import (
     CONFIG_FILENAME,
     WEIGHTS_FILENAME,
@@ -166,12 +167,8 @@ class Segmenter:
 
 def save_segmenter(net: SegUNet, out_dir: str | os.PathLike, train_cfg: SegTrainConfig | None = None, **provenance: Any) -> Path:
     """Write ``segmenter.safetensors`` (fp32) and ``config.json`` into ``out_dir`` atomically; returns the weights path."""
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
-    tensors = {k: v.detach().float().cpu().contiguous() for k, v in net.state_dict().items()}
-    with atomic_output(out / WEIGHTS_FILENAME) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "cheartflow-segmenter"})
+    save_weights(net, out / WEIGHTS_FILENAME, fmt="cheartflow-segmenter", dtype=torch.float32)
     atomic_write_text(out / CONFIG_FILENAME, config_json(net.config, train_cfg, **provenance))
     return out / WEIGHTS_FILENAME
 
@@ -183,8 +180,6 @@ def default_segmenter_dir() -> Path:
 
 def load_segmenter(path: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> Segmenter:
     """Load a segmenter folder (``segmenter.safetensors`` + ``config.json``); None: the bundled one."""
-    from safetensors.torch import load_file
-
     if path is None:
         folder = default_segmenter_dir()
         if not (folder / WEIGHTS_FILENAME).is_file():
@@ -200,13 +195,5 @@ def load_segmenter(path: str | os.PathLike | None = None, device: str | torch.de
     weights = folder / WEIGHTS_FILENAME
     if not weights.is_file():
         raise ModelNotAvailableError(f"segmenter weights not found: {weights} (written by train_segmenter)")
-    try:
-        state = load_file(str(weights))
-    except Exception as exc:  # safetensors raises its own types for corrupt files
-        raise InvalidInputError(f"{weights} is not a readable safetensors file: {exc}") from exc
-    net = SegUNet(cfg)
-    try:
-        net.load_state_dict({k: v.float() for k, v in state.items()})
-    except RuntimeError as exc:
-        raise InvalidInputError(f"{weights} does not match the architecture in {folder / CONFIG_FILENAME}: {exc}") from exc
+    net = load_weights(SegUNet(cfg), weights, folder / CONFIG_FILENAME)
     return Segmenter(net.requires_grad_(False), device, source=folder)

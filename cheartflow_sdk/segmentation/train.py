@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import math
 import os
-import platform
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from .._version import __version__
+from ..training.loop import METRICS_FILENAME, append_metrics, device_label, run_steps
 from ..errors import InvalidInputError
 from .config import SegmenterConfig, SegTrainConfig
 from .dice import mean_foreground_dice
 from .model import Segmenter, SegUNet, resolve_device, save_segmenter
 
 log = logging.getLogger(__name__)
-METRICS_FILENAME = "metrics.jsonl"
 
 
 @dataclass
@@ -147,26 +143,22 @@ class SegTrainer:
     def run(self, time_limit_s: float | None = None, progress: bool = True) -> list[SegStepResult]:
         """Train to ``train_cfg.steps`` (or the time limit), writing weights on the way and at the end."""
         c = self.train_cfg
-        start, results = time.monotonic(), []
-        bar = tqdm(total=c.steps, initial=self.step_count, disable=not progress, desc="train-seg", unit="step")
-        try:
-            while self.step_count < c.steps:
-                res = self.step()
-                bar.update(1)
-                last = res.step == c.steps
-                if res.step % c.log_every == 0 or last:
-                    res.val_dice = self.validate()
-                    self._log(res)
-                    bar.set_postfix(loss=f"{res.loss:.4f}", **({"val_dice": f"{res.val_dice:.3f}"} if res.val_dice is not None else {}))
-                results.append(res)
-                if c.checkpoint_every and res.step % c.checkpoint_every == 0 and not last and self.out_dir is not None:
-                    self.calibrate()
-                    self.save()
-                if time_limit_s is not None and time.monotonic() - start > time_limit_s:
-                    log.info("time limit reached at step %d; the weights so far are saved", self.step_count)
-                    break
-        finally:
-            bar.close()
+
+        def on_log(res: SegStepResult) -> dict[str, str]:
+            res.val_dice = self.validate()
+            if self.out_dir is not None:
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                append_metrics(self.out_dir, res)
+            return {"loss": f"{res.loss:.4f}", **({"val_dice": f"{res.val_dice:.3f}"} if res.val_dice is not None else {})}
+
+        def checkpoint() -> None:
+            if self.out_dir is not None:
+                self.calibrate()
+                self.save()
+
+        results = run_steps(self.step, done=self.step_count, until=c.steps, log_every=c.log_every,
+                            checkpoint_every=c.checkpoint_every, on_log=on_log, checkpoint=checkpoint,
+                            time_limit_s=time_limit_s, progress=progress, desc="train-seg")
         self.calibrate()
         self.save()
         return results
@@ -185,16 +177,9 @@ class SegTrainer:
             self.net, self.out_dir, self.train_cfg, steps_trained=self.step_count, sdk_version=__version__,
             feature_scale=float(self.net.feature_scale),
             saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "cpu",
+            device=device_label(self.device),
             torch_version=torch.__version__,
         )
-
-    def _log(self, res: SegStepResult) -> None:
-        if self.out_dir is None:
-            return
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.out_dir / METRICS_FILENAME, "a") as f:
-            f.write(json.dumps({**asdict(res), "time": time.time()}) + "\n")
 
 
 def train_segmenter(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig | None = None,

@@ -19,6 +19,7 @@ from ..config import (
 )
 from ..errors import InvalidInputError
 from ..models import ConsistencyEncoder, build_encoder
+from ..weights_file import load_weights, save_weights
 
 MODEL_FILENAME = "model.safetensors"
 STATE_DIRNAME = "train_state"
@@ -29,9 +30,7 @@ def save_model(encoder: ConsistencyEncoder, out_dir: str | Path, train_cfg: Trai
                **provenance: Any) -> Path:
     """Write the encoder's weights as fp16 safetensors plus config.json into out_dir; returns the weights path."""
     out_dir = Path(out_dir)
-    tensors = {k: v.detach().to(torch.float16).cpu().contiguous() for k, v in encoder.state_dict().items()}
-    with atomic_output(out_dir / MODEL_FILENAME) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "cheartflow", "dtype": "float16"})
+    save_weights(encoder, out_dir / MODEL_FILENAME, fmt="cheartflow")
     atomic_write_text(out_dir / CONFIG_FILENAME, config_to_json(encoder.config, train_cfg, **provenance))
     return out_dir / MODEL_FILENAME
 
@@ -43,15 +42,7 @@ def load_encoder(model_dir: str | Path, device: str | torch.device = "cpu") -> C
     weights = model_dir / MODEL_FILENAME
     if not weights.is_file():
         raise InvalidInputError(f"expected weights at {weights} (written by `cheartflow train`)")
-    try:
-        state = load_file(str(weights))
-    except Exception as exc:  # safetensors raises its own error types for corrupt files
-        raise InvalidInputError(f"{weights} is not a readable safetensors file: {exc}") from exc
-    encoder = build_encoder(cfg)
-    try:
-        encoder.load_state_dict({k: v.float() for k, v in state.items()})
-    except RuntimeError as exc:
-        raise InvalidInputError(f"{weights} does not match the architecture in {model_dir / CONFIG_FILENAME}: {exc}") from exc
+    encoder = load_weights(build_encoder(cfg), weights, model_dir / CONFIG_FILENAME)
     return encoder.to(device).eval()
 
 

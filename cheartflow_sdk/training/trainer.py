@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import copy
 import datetime
-import json
 import logging
-import platform
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from .. import bridge
 from .._version import __version__
@@ -21,9 +17,9 @@ from ..config import ModelConfig, TrainConfig
 from ..errors import InvalidInputError
 from ..models import ConsistencyEncoder, build_encoder
 from . import checkpoint, discretization, losses
+from .loop import append_metrics, device_label, run_steps, truncate_metrics
 
 log = logging.getLogger(__name__)
-METRICS_FILENAME = "metrics.jsonl"
 
 
 @dataclass
@@ -91,7 +87,7 @@ class Trainer:
             state = checkpoint.load_train_state(self.out_dir, self.encoder, self.ema, self.optimizer)
             if state is not None:
                 self.step_count = int(state["step"])
-                self._truncate_metrics(self.step_count)
+                truncate_metrics(self.out_dir, self.step_count)
                 log.info("resumed %s at step %d", self.out_dir, self.step_count)
 
     def _generator(self) -> torch.Generator:
@@ -145,24 +141,14 @@ class Trainer:
 
     def run(self, until_step: int | None = None, time_limit_s: float | None = None, progress: bool = True) -> list[StepResult]:
         """Train until `until_step` (default: cfg.steps) or the time limit; checkpoints on the way and at the end."""
-        until = min(until_step or self.cfg.steps, self.cfg.steps)
-        start, results = time.monotonic(), []
-        bar = tqdm(total=until, initial=self.step_count, disable=not progress, desc="train", unit="step")
-        try:
-            while self.step_count < until:
-                res = self.step()
-                results.append(res)
-                bar.update(1)
-                if res.step % self.cfg.log_every == 0 or res.step == until:
-                    self._log_metrics(res)
-                    bar.set_postfix(loss=f"{res.loss:.4f}", N=res.intervals)
-                if res.step % self.cfg.checkpoint_every == 0:
-                    self.save()
-                if time_limit_s is not None and time.monotonic() - start > time_limit_s:
-                    log.info("time limit reached at step %d; resume with the same command", self.step_count)
-                    break
-        finally:
-            bar.close()
+
+        def on_log(res: StepResult) -> dict[str, str]:
+            append_metrics(self.out_dir, res)
+            return {"loss": f"{res.loss:.4f}", "N": str(res.intervals)}
+
+        results = run_steps(self.step, done=self.step_count, until=min(until_step or self.cfg.steps, self.cfg.steps),
+                            log_every=self.cfg.log_every, checkpoint_every=self.cfg.checkpoint_every, on_log=on_log,
+                            checkpoint=self.save, time_limit_s=time_limit_s, progress=progress)
         self.save()
         return results
 
@@ -172,19 +158,9 @@ class Trainer:
         return checkpoint.save_model(
             self.ema, self.out_dir, self.cfg, steps_trained=self.step_count, sdk_version=__version__,
             saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            device=torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "cpu",
+            device=device_label(self.device),
             torch_version=torch.__version__,
         )
-
-    def _log_metrics(self, res: StepResult) -> None:
-        with open(self.out_dir / METRICS_FILENAME, "a") as f:
-            f.write(json.dumps({**asdict(res), "time": time.time()}) + "\n")
-
-    def _truncate_metrics(self, step: int) -> None:
-        path = self.out_dir / METRICS_FILENAME
-        if path.is_file():
-            keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-            path.write_text("".join(line + "\n" for line in keep))
 
 
 def train(images: np.ndarray, sketches: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig,
