@@ -314,11 +314,8 @@ def per_patient_indices(patients: Sequence[str], k: int) -> np.ndarray:
     """
     if int(k) < 1:
         raise InvalidInputError(f"slices per patient must be >= 1, got {k}")
-    order: dict[str, list[int]] = {}
-    for i, p in enumerate(patients):
-        order.setdefault(p, []).append(i)
     picks: list[int] = []
-    for idx in order.values():
+    for idx in _indices_by_patient(patients):
         n = len(idx)
         picks += idx if n <= k else [idx[int((j + 0.5) * n / k)] for j in range(int(k))]
     return np.array(sorted(picks), dtype=np.int64)
@@ -326,10 +323,7 @@ def per_patient_indices(patients: Sequence[str], k: int) -> np.ndarray:
 
 def _spread_indices(patients: Sequence[str], n: int) -> np.ndarray:
     """``n`` slice indices from different patients where possible (the middle slice of evenly spaced patients)."""
-    order: dict[str, list[int]] = {}
-    for i, p in enumerate(patients):
-        order.setdefault(p, []).append(i)
-    groups = list(order.values())
+    groups = _indices_by_patient(patients)
     n = max(0, min(int(n), len(patients)))
     if n == 0:
         return np.zeros(0, dtype=np.int64)
@@ -338,6 +332,14 @@ def _spread_indices(patients: Sequence[str], n: int) -> np.ndarray:
         if len(set(picks)) == n:
             return np.array(picks, dtype=np.int64)
     return np.linspace(0, len(patients) - 1, n).round().astype(np.int64)
+
+
+def _indices_by_patient(patients: Sequence[str]) -> list[list[int]]:
+    """The slice indices of each patient, patients in order of first appearance."""
+    order: dict[str, list[int]] = {}
+    for i, p in enumerate(patients):
+        order.setdefault(p, []).append(i)
+    return list(order.values())
 
 
 def _torch_device(device: str) -> str:

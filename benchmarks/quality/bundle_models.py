@@ -15,7 +15,6 @@ training log that is committed beside the report). Every write is atomic.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # this writes into the checkout, so it runs the checkout's code
 
 from cheartflow_sdk.atomic import atomic_write_bytes  # noqa: E402
+from cheartflow_sdk.config import read_config  # noqa: E402
 from cheartflow_sdk.errors import InvalidInputError  # noqa: E402
 
 log = logging.getLogger("bundle_models")
@@ -54,7 +54,7 @@ def bundle_model(kind: str, run: Path) -> None:
     """Copy one cHeartFlow run into the package and export its gated ONNX engine there."""
     from cheartflow_sdk.export import export_onnx, export_onnx_fp16
 
-    sketch_kind = json.loads((run / "config.json").read_text())["model"]["sketch_kind"]
+    sketch_kind = read_config(run)[0].sketch_kind
     if sketch_kind != kind:
         raise InvalidInputError(f"{run} was trained on {sketch_kind!r} sketches, not {kind!r}")
     dst = PACKAGE_MODELS / kind
