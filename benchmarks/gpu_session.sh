@@ -2,13 +2,18 @@
 # The GPU steps of a session (device tool), e.g. two calls that each fit the 10-minute limit:
 #   bash benchmarks/gpu_session.sh tests kernels engines      (timeout_s=600)
 #   bash benchmarks/gpu_session.sh pipeline                   (timeout_s=600)
-# Each call builds _C with CUDA (incremental), then runs the named stages (default: all) and leaves
+#   bash benchmarks/gpu_session.sh train                      (timeout_s=600, carry packed/train-128.npz
+#        packed/val-select-128.npz; TRAIN_SKETCH=labels for the other model; one sketch kind per call keeps
+#        $OUT within its 8 files: weights, config, log and results JSON of the chosen checkpoint, this log)
+#   The val file is small so that the tree and both files fit the 64 MiB carry limit:
+#        cheartflow pack --data ../shared/data/acdc --split val --per-patient 6 --out packed/val-select-128.npz
+# Each call builds _C with CUDA (incremental), then runs the named stages (default: all but train) and leaves
 # the results (JSON/markdown/PNG) and one log in $OUT. Copy the returned results into
 # benchmarks/results/ and commit them. No network is used. MODEL=run-folder benchmarks a trained model.
 set -uo pipefail
 OUT=${OUT:-/tmp/cheartflow-gpu-out}
 mkdir -p "$OUT"
-stages=${*:-tests kernels engines pipeline}
+stages=${*:-tests kernels engines pipeline}  # train only when named
 exec > >(tee "$OUT/gpu-session-${stages// /-}.log") 2>&1
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
@@ -32,6 +37,10 @@ want tests && step "GPU tests" && { python3 -m pytest -q -p no:cacheprovider tes
 
 want kernels && step "kernel benchmark (issue 3)" && { python3 benchmarks/bench_kernels.py --results-dir "$OUT" || status=1; }
 want engines && step "engine benchmark (issue 4)" && { python3 benchmarks/bench_engines.py ${MODEL:-} --results-dir "$OUT" || status=1; }
+want train && step "train the default-size ${TRAIN_SKETCH:-edges} model, chosen on val (issue 6)" && {
+  python3 benchmarks/quality/train_budgeted.py --sketch "${TRAIN_SKETCH:-edges}" --data packed/train-128.npz \
+    --val packed/val-select-128.npz --out "runs/gpu-${TRAIN_SKETCH:-edges}" --budget-s "${TRAIN_BUDGET_S:-420}" \
+    --results-dir "$OUT" || status=1; }
 want pipeline && step "pipeline benchmark (issue 5)" && { python3 benchmarks/bench_pipeline.py ${MODEL:+--model "$MODEL"} --results-dir "$OUT" --budget-s 480 -v || status=1; }
 
 step "done (status $status)"

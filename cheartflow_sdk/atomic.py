@@ -38,11 +38,11 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
     if not target.name:
         raise InvalidInputError(f"{path!r}: expected a file path, got a path without a file name")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_tmp(target)
+    tmp, mode = _create_tmp(target)
     try:
         yield tmp
         # Some writers (safetensors) replace the file with a private 0600 one; give it the usual mode.
-        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -50,13 +50,11 @@ def atomic_output(path: PathLike) -> Iterator[Path]:
         raise
 
 
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _create_tmp(target: Path) -> tuple[Path, int]:
+    """An empty, unique temporary file next to `target`, and the mode the umask gave it (0o666 & ~umask).
 
-
-def _create_tmp(target: Path) -> Path:
+    Reading the mode back from the new file avoids os.umask(), which changes a process-wide setting.
+    """
     suffix = _tmp_suffix(target.name)
     for _ in range(100):
         tmp = target.with_name(f".{target.name}.tmp-{secrets.token_hex(4)}{suffix}")
@@ -64,8 +62,11 @@ def _create_tmp(target: Path) -> Path:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode honours the umask
         except FileExistsError:
             continue
-        os.close(fd)
-        return tmp
+        try:
+            mode = os.fstat(fd).st_mode & 0o777
+        finally:
+            os.close(fd)
+        return tmp, mode
     raise FileExistsError(f"{target}: could not create a unique temporary file next to it")
 
 

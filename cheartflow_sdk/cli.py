@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .backends.registry import BACKENDS
-from .errors import CheartflowError
+from .errors import CheartflowError, InvalidInputError
 
 log = logging.getLogger("cheartflow")
 
@@ -68,6 +68,25 @@ def load_training_set(data: str, sketch: str, resolution: int, split: str = "tra
     return images, make_sketch(sketch, images=images, labels=slices.labels)
 
 
+def _validation_data(args: argparse.Namespace):
+    """`train --val`: a packed val .npz or an ACDC folder (its val split); an ACDC --data brings its own val split."""
+    if args.no_val:
+        return None
+    source = args.val or (None if args.data.endswith(".npz") else args.data)
+    if source is None:
+        log.warning("no validation data (--val): the final checkpoint is not chosen on val")
+        return None
+    try:
+        val = load_training_set(source, args.sketch, args.resolution, split="val")
+    except InvalidInputError as exc:
+        if args.val:
+            raise
+        log.warning("%s has no usable val split (%s): the final checkpoint is not chosen on val", source, exc)
+        return None
+    log.info("choosing checkpoints on %d val slices from %s (best kept in %s/best)", len(val[0]), source, args.out)
+    return val
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from .training import train
 
@@ -78,8 +97,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_cfg = dataclasses.replace(train_cfg, batch_size=args.batch_size)
     images, sketches = load_training_set(args.data, args.sketch, args.resolution)
     log.info("training on %d slices (%s sketches, %dpx) into %s", len(images), args.sketch, args.resolution, args.out)
+    val = _validation_data(args)
     _, results = train(images, sketches, model_cfg, train_cfg, args.out, device=args.device,
-                       resume=not args.no_resume, time_limit_s=args.time_limit, progress=not args.quiet)
+                       resume=not args.no_resume, time_limit_s=args.time_limit, progress=not args.quiet, val=val)
     if results:
         log.info("step %d, loss %.5f; model written to %s", results[-1].step, results[-1].loss, args.out)
     return 0
@@ -168,6 +188,10 @@ def cmd_pack(args: argparse.Namespace) -> int:
     from .data import PreprocessConfig, load_acdc, save_slices
 
     slices = load_acdc(args.data, args.split, config=PreprocessConfig(size=args.resolution), progress=not args.quiet)
+    if args.per_patient:
+        from .evaluation import per_patient_indices
+
+        slices = slices.subset(per_patient_indices(slices.patients, args.per_patient))
     path = save_slices(args.out, slices)
     log.info("packed %d %s slices (%dpx) into %s", len(slices), args.split, args.resolution, path)
     return 0
@@ -301,6 +325,9 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto")
     t.add_argument("--time-limit", type=float, help="stop (and checkpoint) after this many seconds; rerun to resume")
     t.add_argument("--no-resume", action="store_true", help="start over even if --out holds a training state")
+    t.add_argument("--val", help="validation data scored at every checkpoint, best kept in OUT/best: a packed val .npz "
+                                 "or an ACDC folder (default: the val split of an ACDC --data)")
+    t.add_argument("--no-val", action="store_true", help="do not score checkpoints on val")
     t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("train-baseline", help="train a Table-1 baseline (pix2pix or iDDPM) on the same data")
@@ -351,6 +378,8 @@ def make_parser() -> argparse.ArgumentParser:
     k.add_argument("--split", choices=("train", "val", "test"), default="train")
     k.add_argument("--resolution", type=int, default=128)
     k.add_argument("--out", required=True, help="output .npz path")
+    k.add_argument("--per-patient", type=int, metavar="K",
+                   help="keep K slices per patient, evenly spread (e.g. a small val file for checkpoint selection)")
     k.set_defaults(func=cmd_pack)
 
     e = sub.add_parser("export", help="export a trained model to an engine (behind the parity gate)")

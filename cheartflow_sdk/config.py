@@ -72,6 +72,8 @@ class TrainConfig:
     log_every: int = 50  # metrics log interval (steps)
     checkpoint_every: int = 2000  # resumable checkpoint interval (steps)
     augment_flip: bool = False  # random vertical flips of image+sketch pairs (keeps RV/LV side)
+    val_slices: int = 64  # validation slices scored at every checkpoint (when a val set is given)
+    val_metric: str = "ssim"  # what picks the best checkpoint on val: "ssim" or "psnr" (one-step)
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -85,6 +87,10 @@ class TrainConfig:
             raise InvalidInputError(f"amp must be one of auto, bf16, fp16, off; got {self.amp!r}")
         if not (2 <= self.curriculum_start <= self.curriculum_end):
             raise InvalidInputError("need 2 <= curriculum_start <= curriculum_end")
+        if self.val_metric not in ("ssim", "psnr"):
+            raise InvalidInputError(f"val_metric must be 'ssim' or 'psnr', got {self.val_metric!r}")
+        if self.val_slices < 1:
+            raise InvalidInputError(f"val_slices must be >= 1, got {self.val_slices}")
         if self.steps < 1 or self.batch_size < 1:
             raise InvalidInputError("steps and batch_size must be >= 1")
 

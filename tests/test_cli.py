@@ -1,5 +1,6 @@
 """`cheartflow train -> export -> synth` end to end on phantoms, through the CLI, and CLI errors."""
 
+import json
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,13 @@ def test_train_export_synth_end_to_end(tmp_path):
     log = _cli("train", "--data", data, "--out", run, "--resolution", 32, "--preset", "tiny", "--steps", 20,
                "--batch-size", 4, "--set", "log_every=5", cwd=tmp_path)
     assert "training on" in log and (run / "model.safetensors").is_file() and (run / "metrics.jsonl").is_file()
+    assert "choosing checkpoints on" in log and (run / "best" / "model.safetensors").is_file()  # the folder's val split
+    splits = json.loads((data / "splits.json").read_text())
+    (data / "splits.json").write_text(json.dumps({"train": splits["train"]}))  # a dataset without a val split
+    log = _cli("train", "--data", data, "--out", tmp_path / "noval", "--resolution", 32, "--preset", "tiny", "--steps", 2,
+               "--batch-size", 4, cwd=tmp_path)
+    assert "no usable val split" in log and not (tmp_path / "noval" / "best").exists()
+    (data / "splits.json").write_text(json.dumps(splits))
     log = _cli("export", run, cwd=tmp_path)
     assert "parity gate passed" in log and (run / "model.onnx").is_file()
 
@@ -81,6 +89,7 @@ def test_synth_on_model_folder_with_torch_backend(tmp_path, trained_model_dir):
 
 
 def test_pack_then_train_from_npz(tmp_path):
+    from cheartflow_sdk.config import read_config
     from cheartflow_sdk.data import load_slices
     from cheartflow_sdk.data.phantom import write_phantom_acdc
 
@@ -91,7 +100,15 @@ def test_pack_then_train_from_npz(tmp_path):
     assert slices.images.shape[1:] == (1, 32, 32) and len(slices) > 0
     assert main(["-q", "train", "--data", str(packed), "--out", str(tmp_path / "run"), "--resolution", "32",
                  "--preset", "tiny", "--sketch", "labels", "--steps", "2", "--batch-size", "2"]) == 0
-    assert (tmp_path / "run" / "model.safetensors").is_file()
+    assert (tmp_path / "run" / "model.safetensors").is_file() and not (tmp_path / "run" / "best").exists()
+    assert main(["-q", "pack", "--data", str(tmp_path / "acdc"), "--split", "val", "--resolution", "32",
+                 "--out", str(tmp_path / "val.npz"), "--per-patient", "2"]) == 0
+    val = load_slices(tmp_path / "val.npz")
+    assert len(val) == 2 * len(set(val.patients))  # 3 slices x 2 frames per patient, 2 kept
+    assert main(["-q", "train", "--data", str(packed), "--val", str(tmp_path / "val.npz"), "--out", str(tmp_path / "run"),
+                 "--resolution", "32", "--preset", "tiny", "--sketch", "labels", "--steps", "3", "--batch-size", "2"]) == 0
+    record = read_config(tmp_path / "run" / "best")[2]["selected_on_val"]
+    assert record["step"] in (2, 3) and record["val_slices"] == len(load_slices(tmp_path / "val.npz"))
     assert main(["-q", "train", "--data", str(packed), "--out", str(tmp_path / "run2"), "--resolution", "64",
                  "--preset", "tiny"]) == 2  # packed at 32 px: a clear error, not a silent resize
 

@@ -1,6 +1,7 @@
 """Put trained runs into the package as its bundled default models (maintainers' step before a release).
 
-For each ``--model KIND=RUN_DIR`` (a folder from ``cheartflow train``): copies ``model.safetensors``
+For each ``--model KIND=RUN_DIR`` (a folder from ``cheartflow train``): copies the checkpoint chosen on
+val (``RUN_DIR/best/``, written when training had ``--val``; else the final one) ``model.safetensors``
 and ``config.json`` into ``cheartflow_sdk/default_models/KIND/`` and exports both ONNX engines there
 through their parity gates against the shipped weights: ``model.onnx`` (fp32, what CPUs run) and
 ``model.fp16.onnx`` (fp16 compute, fp32 inputs/outputs, preferred on CUDA).
@@ -50,15 +51,30 @@ def copy_training_log(run: Path, name: str) -> None:
         log.warning("%s has no metrics.jsonl; no training log copied for %s", run, name)
 
 
+def chosen_checkpoint(run: Path) -> Path:
+    """The run's checkpoint chosen on val (``run/best``) when it has one, else its final one."""
+    from cheartflow_sdk.training.selection import BEST_DIRNAME, SELECTION_KEY
+
+    best = run / BEST_DIRNAME
+    if not (best / "config.json").is_file():
+        log.warning("%s has no checkpoint chosen on val (best/); bundling its final weights", run)
+        return run
+    record = read_config(best)[2][SELECTION_KEY]
+    log.info("%s: bundling the checkpoint chosen on val, step %d (%s %.4f)", run, record["step"], record["metric"],
+             record["value"])
+    return best
+
+
 def bundle_model(kind: str, run: Path) -> None:
-    """Copy one cHeartFlow run into the package and export its gated ONNX engine there."""
+    """Copy one cHeartFlow run's chosen checkpoint into the package and export its gated ONNX engines there."""
     from cheartflow_sdk.export import export_onnx, export_onnx_fp16
 
-    sketch_kind = read_config(run)[0].sketch_kind
+    checkpoint = chosen_checkpoint(run)
+    sketch_kind = read_config(checkpoint)[0].sketch_kind
     if sketch_kind != kind:
         raise InvalidInputError(f"{run} was trained on {sketch_kind!r} sketches, not {kind!r}")
     dst = PACKAGE_MODELS / kind
-    copy_files(run, dst, MODEL_FILES)
+    copy_files(checkpoint, dst, MODEL_FILES)
     for export in (export_onnx, export_onnx_fp16):
         onnx_path, report = export(dst)
         log.info("%s: %s (parity max abs err %.1e, PSNR %.1f dB)", kind, onnx_path, report.max_abs_error, report.psnr_db)

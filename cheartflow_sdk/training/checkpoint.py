@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from ..config import (
     TrainConfig,
     config_to_json,
     read_config,
+    train_config_from_dict,
 )
 from ..errors import InvalidInputError
 from ..models import ConsistencyEncoder, build_encoder
@@ -129,6 +131,28 @@ def load_train_state(out_dir: Path, encoder: ConsistencyEncoder, ema: Consistenc
     ema.load_state_dict(load_sharded(folder, manifest["ema"]))
     optimizer.load_state_dict(unflatten_optimizer_state(load_sharded(folder, manifest["optimizer"]), manifest["optimizer_scalars"]))
     return manifest
+
+
+def train_history(out_dir: str | Path, step: int, train_cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The train-config segments ``[{"from_step", "train"}]`` of a run resumed at `step` with `train_cfg`.
+
+    A run may be resumed with other training settings (a longer run, a fixed curriculum); each saved
+    checkpoint records the settings that actually produced it. Segments that began after `step` are
+    dropped (that part of the run is being redone); `train_cfg` starts a new segment when it differs.
+    """
+    current = _as_json(train_cfg)
+    if step == 0:
+        return [{"from_step": 0, "train": current}]
+    doc = read_config(out_dir)[2] if (Path(out_dir) / CONFIG_FILENAME).is_file() else {}
+    saved = doc.get("train_history") or ([{"from_step": 0, "train": doc["train"]}] if "train" in doc else [])
+    segments = [seg for seg in saved if seg["from_step"] < step]
+    if not segments or _as_json(train_config_from_dict(segments[-1]["train"])) != current:  # new fields: defaults
+        segments.append({"from_step": step, "train": current})
+    return segments
+
+
+def _as_json(train_cfg: TrainConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(train_cfg)))  # tuples as JSON lists, for comparison
 
 
 def check_resume_config(out_dir: Path, model_cfg: ModelConfig) -> None:

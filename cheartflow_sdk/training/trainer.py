@@ -7,17 +7,19 @@ import datetime
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from .. import bridge
 from .._version import __version__
-from ..config import ModelConfig, TrainConfig
+from ..config import ModelConfig, TrainConfig, train_config_from_dict
 from ..errors import InvalidInputError
 from ..models import ConsistencyEncoder, build_encoder
 from . import checkpoint, discretization, losses
 from .loop import append_metrics, device_label, run_steps, truncate_metrics
+from .selection import BestCheckpoint, ValidationSet, score_one_step, val_logged
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +64,20 @@ def _check_training_data(images: np.ndarray, sketches: np.ndarray, model_cfg: Mo
 
 
 class Trainer:
-    """Owns the encoder, its EMA, the optimizer and the run folder; resumes from the folder when it holds a state."""
+    """Owns the encoder, its EMA, the optimizer and the run folder; resumes from the folder when it holds a state.
+
+    With validation data, every checkpoint's EMA encoder is scored on it (one-step SSIM/PSNR, logged to
+    metrics.jsonl) and the best one is kept in ``out_dir/best/`` (see `selection`).
+    """
 
     def __init__(self, images: np.ndarray, sketches: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                 out_dir: str | Path, device: str = "auto", resume: bool = True):
-        """images: float32 [N,1,S,S] in [-1,1]; sketches: float32 [N,1,S,S] in [0,1] (the SDK's sketch form)."""
+                 out_dir: str | Path, device: str = "auto", resume: bool = True,
+                 val: tuple[np.ndarray, np.ndarray] | None = None):
+        """images: float32 [N,1,S,S] in [-1,1]; sketches: float32 [N,1,S,S] in [0,1] (the SDK's sketch form);
+        val: (images, sketches) of the validation split in the same form, or None."""
         _check_training_data(images, sketches, model_cfg)
+        if val is not None:
+            _check_training_data(*val, model_cfg)
         self.model_cfg, self.cfg = model_cfg, train_cfg
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,12 +92,19 @@ class Trainer:
         self.amp_dtype = _amp_dtype(train_cfg, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.step_count = 0
+        self.selection: BestCheckpoint | None = None
+        if val is not None:
+            self.selection = BestCheckpoint(self.out_dir, ValidationSet.from_arrays(*val, train_cfg.val_slices), train_cfg.val_metric)
+        self._validated_step = -1
+        self._history = checkpoint.train_history(self.out_dir, 0, train_cfg)
         if resume:
             checkpoint.check_resume_config(self.out_dir, model_cfg)
             state = checkpoint.load_train_state(self.out_dir, self.encoder, self.ema, self.optimizer)
             if state is not None:
                 self.step_count = int(state["step"])
+                self._history = checkpoint.train_history(self.out_dir, self.step_count, train_cfg)
                 truncate_metrics(self.out_dir, self.step_count)
+                self._validated_step = self.step_count if val_logged(self.out_dir, self.step_count) else -1
                 log.info("resumed %s at step %d", self.out_dir, self.step_count)
 
     def _generator(self) -> torch.Generator:
@@ -141,6 +158,8 @@ class Trainer:
 
     def run(self, until_step: int | None = None, time_limit_s: float | None = None, progress: bool = True) -> list[StepResult]:
         """Train until `until_step` (default: cfg.steps) or the time limit; checkpoints on the way and at the end."""
+        if self.selection is not None and self.step_count > 0 and self._validated_step != self.step_count:
+            self.validate()  # a resumed state that was never scored on val is a candidate too
 
         def on_log(res: StepResult) -> dict[str, str]:
             append_metrics(self.out_dir, res)
@@ -153,20 +172,40 @@ class Trainer:
         return results
 
     def save(self) -> Path:
-        """Write the resumable state and the EMA model (fp16 safetensors + config.json)."""
+        """Write the resumable state and the EMA model (fp16 safetensors + config.json); validate if there is val data."""
         checkpoint.save_train_state(self.out_dir, self.step_count, self.encoder, self.ema, self.optimizer, {})
-        return checkpoint.save_model(
-            self.ema, self.out_dir, self.cfg, steps_trained=self.step_count, sdk_version=__version__,
-            saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            device=device_label(self.device),
-            torch_version=torch.__version__,
-        )
+        path = checkpoint.save_model(self.ema, self.out_dir, **self._provenance())
+        if self.selection is not None and self._validated_step != self.step_count:
+            self.validate()
+        return path
+
+    def validate(self) -> None:
+        """Score the EMA encoder on the validation slices, log it, and keep it in best/ if it is the best so far."""
+        if self.selection is None:
+            raise InvalidInputError("Trainer.validate() needs validation data: pass val=(images, sketches)")
+        result = score_one_step(self.ema, self.selection.val, self.step_count)
+        append_metrics(self.out_dir, result)
+        self._validated_step = self.step_count
+        self.selection.offer(result, lambda folder, record: checkpoint.save_model(
+            self.ema, folder, **self._provenance(), selected_on_val=record))
+
+    def _provenance(self) -> dict[str, Any]:
+        """save_model's train config and provenance for the current weights: the settings that produced them."""
+        segments = [seg for seg in self._history if seg["from_step"] < self.step_count] or self._history[:1]
+        extra = {"train_history": segments} if len(segments) > 1 else {}
+        return dict(train_cfg=train_config_from_dict(segments[-1]["train"]), steps_trained=self.step_count,
+                    sdk_version=__version__, device=device_label(self.device), torch_version=torch.__version__,
+                    saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **extra)
 
 
 def train(images: np.ndarray, sketches: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig,
           out_dir: str | Path, device: str = "auto", resume: bool = True, time_limit_s: float | None = None,
-          progress: bool = True) -> tuple[ConsistencyEncoder, list[StepResult]]:
-    """Train (or resume) a run in out_dir; returns the EMA encoder and the step results of this call."""
-    trainer = Trainer(images, sketches, model_cfg, train_cfg, out_dir, device=device, resume=resume)
+          progress: bool = True, val: tuple[np.ndarray, np.ndarray] | None = None,
+          ) -> tuple[ConsistencyEncoder, list[StepResult]]:
+    """Train (or resume) a run in out_dir; returns the EMA encoder and the step results of this call.
+
+    With `val` (images, sketches), checkpoints are scored on it and the best is kept in out_dir/best/.
+    """
+    trainer = Trainer(images, sketches, model_cfg, train_cfg, out_dir, device=device, resume=resume, val=val)
     results = trainer.run(time_limit_s=time_limit_s, progress=progress)
     return trainer.ema, results
