@@ -108,6 +108,14 @@ def test_best_is_read_back_and_only_beaten_by_a_better_score(phantom_set, tmp_pa
     assert other.offer(ValidationResult(40, 0.1, 5.0), save)
     assert saved == [10, 40]
 
+    def interrupted(folder, record):
+        raise KeyboardInterrupt  # e.g. killed between writing the weights and the config
+
+    with pytest.raises(KeyboardInterrupt):
+        other.offer(ValidationResult(50, 0.9, 30.0), interrupted)
+    assert not (tmp_path / "best" / "config.json").exists()  # no record that could describe other weights
+    assert BestCheckpoint(tmp_path, val).record is None
+
 
 def test_resumed_unscored_state_is_scored_first(phantom_set, tmp_path):
     (images, sketches), val = _split(phantom_set)

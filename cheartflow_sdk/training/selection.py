@@ -117,6 +117,9 @@ class BestCheckpoint:
         record = {"step": result.step, "metric": self.metric, "value": value, "val_ssim": result.val_ssim,
                   "val_psnr": result.val_psnr, "val_slices": len(self.val.images),
                   "val_fingerprint": self.val.fingerprint}
+        # config.json (the record) goes first and comes back last, so an interrupted save never leaves
+        # new weights under an old record: best/ then has no record and the next checkpoint replaces it.
+        (self.folder / CONFIG_FILENAME).unlink(missing_ok=True)
         save(self.folder, record)
         self.record = record  # the best so far
         log.info("step %d: best on val so far (%s %.4f), kept in %s", result.step, self.metric, value, self.folder)
