@@ -48,6 +48,9 @@ class ModelConfig:
             raise InvalidInputError(f"default_schedule values must lie strictly in (0, 1), got {self.default_schedule}")
 
 
+VAL_METRICS = ("ssim", "psnr")  # what can choose the checkpoint on val (one-step scores)
+
+
 @dataclass
 class TrainConfig:
     """Every hyperparameter of a training run (paper Eq. 1-2 with improved-consistency-training choices)."""
@@ -87,8 +90,8 @@ class TrainConfig:
             raise InvalidInputError(f"amp must be one of auto, bf16, fp16, off; got {self.amp!r}")
         if not (2 <= self.curriculum_start <= self.curriculum_end):
             raise InvalidInputError("need 2 <= curriculum_start <= curriculum_end")
-        if self.val_metric not in ("ssim", "psnr"):
-            raise InvalidInputError(f"val_metric must be 'ssim' or 'psnr', got {self.val_metric!r}")
+        if self.val_metric not in VAL_METRICS:
+            raise InvalidInputError(f"val_metric must be one of {VAL_METRICS}, got {self.val_metric!r}")
         if self.val_slices < 1:
             raise InvalidInputError(f"val_slices must be >= 1, got {self.val_slices}")
         if self.steps < 1 or self.batch_size < 1:

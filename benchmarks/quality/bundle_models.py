@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # this writes into the checkout, so it runs the checkout's code
 
 from cheartflow_sdk.atomic import atomic_write_bytes  # noqa: E402
-from cheartflow_sdk.config import read_config  # noqa: E402
+from cheartflow_sdk.config import CONFIG_FILENAME, read_config  # noqa: E402
 from cheartflow_sdk.errors import InvalidInputError  # noqa: E402
 
 log = logging.getLogger("bundle_models")
@@ -56,7 +56,7 @@ def chosen_checkpoint(run: Path) -> Path:
     from cheartflow_sdk.training.selection import BEST_DIRNAME, SELECTION_KEY
 
     best = run / BEST_DIRNAME
-    if not (best / "config.json").is_file():
+    if not (best / CONFIG_FILENAME).is_file():
         log.warning("%s has no checkpoint chosen on val (best/); bundling its final weights", run)
         return run
     record = read_config(best)[2][SELECTION_KEY]

@@ -65,7 +65,10 @@ def size_run(train_cfg, step_s: float, budget_s: float, validations: int = 10):
 
 def main(argv: list[str] | None = None) -> int:
     from cheartflow_sdk.cli import PRESETS, build_configs, load_training_set
+    from cheartflow_sdk.config import CONFIG_FILENAME
     from cheartflow_sdk.training import Trainer
+    from cheartflow_sdk.training.checkpoint import MODEL_FILENAME
+    from cheartflow_sdk.training.loop import METRICS_FILENAME
     from cheartflow_sdk.training.selection import BEST_DIRNAME, SELECTION_KEY
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -108,9 +111,9 @@ def main(argv: list[str] | None = None) -> int:
 
     name = f"train-{args.sketch}"
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(out / BEST_DIRNAME / "model.safetensors", args.results_dir / f"{name}-best.safetensors")
-    shutil.copyfile(out / BEST_DIRNAME / "config.json", args.results_dir / f"{name}-best-config.json")
-    shutil.copyfile(out / "metrics.jsonl", args.results_dir / f"{name}-metrics.jsonl")
+    shutil.copyfile(out / BEST_DIRNAME / MODEL_FILENAME, args.results_dir / f"{name}-best.safetensors")
+    shutil.copyfile(out / BEST_DIRNAME / CONFIG_FILENAME, args.results_dir / f"{name}-best-config.json")
+    shutil.copyfile(out / METRICS_FILENAME, args.results_dir / f"{name}-metrics.jsonl")
     params = sum(p.numel() for p in trainer.ema.parameters())
     metrics = {"sketch": args.sketch, "parameters": params, "batch_size": train_cfg.batch_size,
                "step_ms": 1e3 * step_s, "steps_planned": train_cfg.steps, "steps_trained": trainer.step_count,

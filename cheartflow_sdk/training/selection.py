@@ -20,16 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import CONFIG_FILENAME, read_config
+from ..config import CONFIG_FILENAME, VAL_METRICS, read_config
 from ..errors import InvalidInputError
-from ..metrics.image import psnr, ssim
+from ..metrics.image import psnr, ssim, to_unit_range
 from .loop import METRICS_FILENAME
 
 log = logging.getLogger(__name__)
 
 BEST_DIRNAME = "best"
 SELECTION_KEY = "selected_on_val"
-VAL_METRICS = ("ssim", "psnr")
 
 
 @dataclass(frozen=True)
@@ -83,9 +82,9 @@ def score_one_step(encoder: torch.nn.Module, val: ValidationSet, step: int, batc
     for start in range(0, len(val.sketches), batch_size):
         x1 = torch.from_numpy(val.sketches[start:start + batch_size]).to(device) * 2 - 1
         x0_hat = encoder(x1, torch.ones(len(x1), device=device))
-        outputs.append(((x0_hat.float() + 1) / 2).clamp(0, 1).cpu().numpy())
+        outputs.append(x0_hat.float().cpu().numpy())
     encoder.train(was_training)
-    fake, real = np.concatenate(outputs), (val.images + 1) / 2
+    fake, real = to_unit_range(np.concatenate(outputs)), to_unit_range(val.images)
     return ValidationResult(step, float(ssim(fake, real).mean()), float(psnr(fake, real).mean()))
 
 

@@ -96,16 +96,15 @@ class Trainer:
         if val is not None:
             self.selection = BestCheckpoint(self.out_dir, ValidationSet.from_arrays(*val, train_cfg.val_slices), train_cfg.val_metric)
         self._validated_step = -1
-        self._history = checkpoint.train_history(self.out_dir, 0, train_cfg)
         if resume:
             checkpoint.check_resume_config(self.out_dir, model_cfg)
             state = checkpoint.load_train_state(self.out_dir, self.encoder, self.ema, self.optimizer)
             if state is not None:
                 self.step_count = int(state["step"])
-                self._history = checkpoint.train_history(self.out_dir, self.step_count, train_cfg)
                 truncate_metrics(self.out_dir, self.step_count)
                 self._validated_step = self.step_count if val_logged(self.out_dir, self.step_count) else -1
                 log.info("resumed %s at step %d", self.out_dir, self.step_count)
+        self._history = checkpoint.train_history(self.out_dir, self.step_count, train_cfg)  # settings per step range
 
     def _generator(self) -> torch.Generator:
         # A generator per step keeps batches and noise identical whether or not the run was resumed.
