@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU steps of a session (device tool), e.g. two calls that each fit the 10-minute limit:
-#   bash benchmarks/gpu_session.sh tests kernels engines      (timeout_s=600)
-#   bash benchmarks/gpu_session.sh pipeline                   (timeout_s=600)
+# The GPU steps of a session (device tool), as calls that each fit the 10-minute limit with room to spare
+# (the first one builds _C from scratch; a warm machine keeps the build for the next calls):
+#   bash benchmarks/gpu_session.sh tests kernels              (timeout_s=600)
+#   bash benchmarks/gpu_session.sh engines                    (timeout_s=600; two AOTInductor compiles)
+#   bash benchmarks/gpu_session.sh pipeline                   (timeout_s=600; no configuration starts after 300 s)
 #   bash benchmarks/gpu_session.sh train                      (timeout_s=600, carry packed/train-128.npz
 #        packed/val-select-128.npz; TRAIN_SKETCH=labels for the other model; one sketch kind per call keeps
 #        $OUT within its 8 files: weights, config, log and results JSON of the chosen checkpoint, this log)
@@ -25,7 +27,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
 
 step "build _C in place with CUDA forced on (the benchmarks and tests use this checkout)"
-cmake -S . -B build/gpu -DCMAKE_BUILD_TYPE=Release -DCHEARTFLOW_CUDA=ON -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null || exit 1
+cmake -S . -B build/gpu -DCMAKE_BUILD_TYPE=Release -DCHEARTFLOW_CUDA=ON -DPython_EXECUTABLE="$(command -v python3)" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null || exit 1
 cmake --build build/gpu -j "$(nproc)" || exit 1
 ln -sfn ../export cheartflow_sdk/export  # in the wheel, export/ is cheartflow_sdk.export
 export PYTHONPATH=$PWD
@@ -39,9 +41,9 @@ want kernels && step "kernel benchmark (issue 3)" && { python3 benchmarks/bench_
 want engines && step "engine benchmark (issue 4)" && { python3 benchmarks/bench_engines.py ${MODEL:-} --results-dir "$OUT" || status=1; }
 want train && step "train the default-size ${TRAIN_SKETCH:-edges} model, chosen on val (issue 6)" && {
   python3 benchmarks/quality/train_budgeted.py --sketch "${TRAIN_SKETCH:-edges}" --data packed/train-128.npz \
-    --val packed/val-select-128.npz --out "runs/gpu-${TRAIN_SKETCH:-edges}" --budget-s "${TRAIN_BUDGET_S:-420}" \
+    --val packed/val-select-128.npz --out "runs/gpu-${TRAIN_SKETCH:-edges}" --budget-s "${TRAIN_BUDGET_S:-360}" \
     --results-dir "$OUT" || status=1; }
-want pipeline && step "pipeline benchmark (issue 5)" && { python3 benchmarks/bench_pipeline.py ${MODEL:+--model "$MODEL"} --results-dir "$OUT" --budget-s 480 -v || status=1; }
+want pipeline && step "pipeline benchmark (issue 5)" && { python3 benchmarks/bench_pipeline.py ${MODEL:+--model "$MODEL"} --results-dir "$OUT" --budget-s "${PIPELINE_BUDGET_S:-300}" -v || status=1; }
 
 step "done (status $status)"
 ls -la "$OUT"

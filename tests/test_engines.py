@@ -426,3 +426,59 @@ def test_bucket_graphs_failed_capture_turns_graphs_off_with_the_reason(caplog):
     assert host._bucket_graph(1, (1, 2), lambda s: None, lambda s: None) is None
     assert not host.cuda_graphs and "stream is capturing" in host.graph_error and host.captures == 0
     assert "running without graphs" in caplog.text and host._torch.cuda.log[-1] == "device sync"
+
+
+# ------------------------------------------------------------------ the GPU engines' shared call (engine_call)
+
+
+class _StaticBufferEngine:
+    """A stand-in GPU engine: `_run_chunk` writes 2x + t into one static buffer, as a graphed engine does."""
+
+    def __init__(self, resolution: int = 8, max_batch: int = 3):
+        import torch
+        from types import SimpleNamespace
+
+        self._torch, self.device, self.max_batch = torch, torch.device("cpu"), max_batch
+        self.config = SimpleNamespace(resolution=resolution)
+        self.static = torch.zeros(max_batch, 1, resolution, resolution)
+        self.chunks: list[int] = []
+
+    def _run_chunk(self, x, t):
+        n = x.shape[0]
+        assert n <= self.max_batch and x.dtype == self._torch.float32
+        self.chunks.append(n)
+        self.static[:n] = 2 * x + t.view(-1, 1, 1, 1)
+        return self.static[:n]
+
+
+def test_engine_call_chunks_converts_and_copies_out_of_static_buffers():
+    import torch
+
+    from cheartflow_sdk.backends.engine_call import call_in_chunks
+
+    engine = _StaticBufferEngine()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 1, 8, 8)).astype(np.float64)  # float64 in: converted to float32
+    t = rng.uniform(size=7)
+    want = (2 * x + t[:, None, None, None]).astype(np.float32)
+    out = call_in_chunks(engine, x, t)
+    assert isinstance(out, np.ndarray) and out.dtype == np.float32 and engine.chunks == [3, 3, 1]
+    np.testing.assert_allclose(out, want, atol=1e-6)
+    out_t = call_in_chunks(engine, torch.from_numpy(x), torch.from_numpy(t))
+    assert isinstance(out_t, torch.Tensor) and out_t.dtype == torch.float32
+    np.testing.assert_allclose(out_t.numpy(), want, atol=1e-6)
+    before = out_t.clone()
+    call_in_chunks(engine, torch.zeros(3, 1, 8, 8), torch.zeros(3))  # overwrites the static buffer
+    assert torch.equal(out_t, before), "results must not alias the engine's static buffers"
+    empty = call_in_chunks(engine, np.zeros((0, 1, 8, 8), np.float32), np.zeros(0, np.float32))
+    assert empty.shape == (0, 1, 8, 8) and empty.dtype == np.float32
+
+
+@pytest.mark.parametrize("x_shape, t_shape", [((2, 1, 8, 4), (2,)), ((2, 8, 8), (2,)), ((2, 1, 8, 8), (3,))])
+def test_engine_call_rejects_wrong_shapes(x_shape, t_shape):
+    from cheartflow_sdk.backends.engine_call import call_in_chunks
+
+    engine = _StaticBufferEngine()
+    with pytest.raises(InvalidInputError, match=r"expected x \[B, 1, 8, 8\] and t \[B\]"):
+        call_in_chunks(engine, np.zeros(x_shape, np.float32), np.zeros(t_shape, np.float32))
+    assert engine.chunks == []

@@ -17,19 +17,17 @@ on CUDA tensors for the device-resident runtime (which captures its own whole-lo
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import contract
 from .._optional import require
 from ..errors import InvalidInputError, ModelMismatchError
 from .bucket_graphs import BucketGraphs
+from .engine_call import call_in_chunks
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +164,6 @@ class CompiledEncoder(BucketGraphs):
         stream, no copies and no graph of its own, so the caller can capture it; None for a CPU package."""
         return self._runner if self.device.type == "cuda" else None
 
-    def _check(self, x_shape: tuple[int, ...], t_shape: tuple[int, ...]) -> None:
-        r = self.config.resolution
-        if len(x_shape) != 4 or tuple(x_shape[1:]) != (1, r, r) or tuple(t_shape) != (x_shape[0],):
-            raise InvalidInputError(f"expected x [B, 1, {r}, {r}] and t [B], got x {tuple(x_shape)} and t {tuple(t_shape)}")
-
     def _run_chunk(self, x: Any, t: Any) -> Any:
         """One chunk (<= max_batch rows, host or device tensors) -> device output (static when graphed)."""
         n = x.shape[0]
@@ -186,22 +179,4 @@ class CompiledEncoder(BucketGraphs):
 
     def __call__(self, x: Any, t: Any, stream: Any = None) -> Any:
         """E(x, t): numpy float32 in -> numpy float32 out, or torch tensors in -> a new torch tensor out."""
-        torch = self._torch
-        as_numpy = not isinstance(x, torch.Tensor)
-        if as_numpy:
-            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            t = torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32))
-        else:
-            x, t = x.float(), t.float()
-        self._check(tuple(x.shape), tuple(t.shape))
-        ctx = torch.cuda.stream(stream) if (stream is not None and self.device.type == "cuda") else contextlib.nullcontext()
-        outs = []
-        with ctx, torch.no_grad():
-            for a in range(0, x.shape[0], self.max_batch):
-                out = self._run_chunk(x[a:a + self.max_batch], t[a:a + self.max_batch])
-                outs.append(out.cpu() if as_numpy else out.clone())
-        if not outs:
-            r = self.config.resolution
-            return np.zeros((0, 1, r, r), np.float32) if as_numpy else torch.zeros(0, 1, r, r, device=self.device)
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        return out.numpy() if as_numpy else out
+        return call_in_chunks(self, x, t, stream)

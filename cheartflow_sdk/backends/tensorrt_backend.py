@@ -20,18 +20,16 @@ runtime. tensorrt is imported only inside this module.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from .. import contract
 from .._optional import require
 from ..errors import InvalidInputError, ModelMismatchError
 from .bucket_graphs import BucketGraphs
+from .engine_call import call_in_chunks
 
 log = logging.getLogger(__name__)
 
@@ -210,23 +208,4 @@ class TensorRTEncoder(BucketGraphs):
     def __call__(self, x: Any, t: Any, stream: Any = None) -> Any:
         """E(x, t): numpy float32 in -> numpy out, or torch tensors in -> a new CUDA tensor out (on `stream`
         or the current stream)."""
-        torch = self._torch
-        as_numpy = not isinstance(x, torch.Tensor)
-        if as_numpy:
-            x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-            t = torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32))
-        else:
-            x, t = x.float(), t.float()
-        r = self.config.resolution
-        if x.ndim != 4 or tuple(x.shape[1:]) != (1, r, r) or tuple(t.shape) != (x.shape[0],):
-            raise InvalidInputError(f"expected x [B, 1, {r}, {r}] and t [B], got x {tuple(x.shape)} and t {tuple(t.shape)}")
-        ctx = torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext()
-        outs = []
-        with ctx:
-            for a in range(0, x.shape[0], self.max_batch):
-                out = self._run_chunk(x[a:a + self.max_batch], t[a:a + self.max_batch])
-                outs.append(out.cpu() if as_numpy else out.clone())
-        if not outs:
-            return np.zeros((0, 1, r, r), np.float32) if as_numpy else torch.zeros(0, 1, r, r, device=self.device)
-        out = outs[0] if len(outs) == 1 else torch.cat(outs)
-        return out.numpy() if as_numpy else out
+        return call_in_chunks(self, x, t, stream)
