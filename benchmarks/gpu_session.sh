@@ -9,13 +9,21 @@
 #        $OUT within its 8 files: weights, config, log and results JSON of the chosen checkpoint, this log)
 #   The val file is small so that the tree and both files fit the 64 MiB carry limit:
 #        cheartflow pack --data ../shared/data/acdc --split val --per-patient 6 --out packed/val-select-128.npz
-# Each call builds _C with CUDA (incremental), then runs the named stages (default: all but train) and leaves
-# the results (JSON/markdown/PNG) and one log in $OUT. Copy the returned results into
+# Each call builds _C with CUDA (incremental), then runs the named stages (at least one; all of them in one call
+# would not fit the limit) and leaves the results (JSON/markdown/PNG) and one log in $OUT. Copy the returned results into
 # benchmarks/results/ and commit them. No network is used. MODEL=run-folder benchmarks a trained model.
 set -uo pipefail
+known="tests kernels engines pipeline train"
+if [[ $# -eq 0 ]]; then
+  echo "usage: bash benchmarks/gpu_session.sh STAGE... (stages: $known; the header of this script lists the calls that each fit the 10-minute device limit)" >&2
+  exit 2
+fi
+for s in "$@"; do
+  [[ " $known " == *" $s "* ]] || { echo "gpu_session.sh: unknown stage '$s' (expected one of: $known)" >&2; exit 2; }
+done
 OUT=${OUT:-/tmp/cheartflow-gpu-out}
 mkdir -p "$OUT"
-stages=${*:-tests kernels engines pipeline}  # train only when named
+stages="$*"
 exec > >(tee "$OUT/gpu-session-${stages// /-}.log") 2>&1
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."

@@ -152,7 +152,7 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .atomic import atomic_write_text
     from .errors import ModelNotAvailableError
-    from .evaluation import Evaluator, pipeline_method, rows_to_json, sweep_t1
+    from .evaluation import Evaluator, pipeline_cache_key, pipeline_method, rows_to_json, sweep_t1
     from .pipeline import load_pipeline
     from .segmentation import load_segmenter
 
@@ -166,14 +166,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         log.warning("no segmenter, so no seg_dice / frechet_seg: %s", exc)
         segmenter = None
     ev = Evaluator(slices, segmenter=segmenter, inception_weights=args.inception_weights,
-                   lpips_weights=args.lpips_weights, device=torch_device, split=args.split)
+                   lpips_weights=args.lpips_weights, device=torch_device, split=args.split, cache=args.cache)
     schedule = _parse_schedule(args.schedule)
     res = ev.evaluate(pipeline_method(pipe, args.steps, schedule, args.seed), f"cHeartFlow {args.steps}-step", kind,
-                      args.steps, seed=args.seed)
+                      args.steps, cache_key=pipeline_cache_key(pipe, args.steps, schedule, args.seed), seed=args.seed)
     rows = [res.row, ev.reference_row()]
     if args.t1_sweep:
         t1s = [float(v) for v in args.t1_sweep.split(",")]
-        rows += [r.row for r in sweep_t1(ev, lambda t: pipeline_method(pipe, 2, (t,), args.seed), kind, t1s, sweep="t1")]
+        rows += [r.row for r in sweep_t1(ev, lambda t: pipeline_method(pipe, 2, (t,), args.seed), kind, t1s, sweep="t1",
+                                         make_cache_key=lambda t: pipeline_cache_key(pipe, 2, (t,), args.seed))]
     for row in rows:
         metrics = ", ".join(f"{k} {row[k]:.4g}" for k in ("ssim", "psnr", "seg_dice", "frechet_seg", "fid", "lpips")
                             if isinstance(row.get(k), (int, float)))
@@ -368,6 +369,7 @@ def make_parser() -> argparse.ArgumentParser:
     q.add_argument("--inception-weights", help="pytorch-fid Inception weights (pt_inception-2015-12-05-6726825d.pth) for FID")
     q.add_argument("--lpips-weights", help="lpips AlexNet v0.1 state dict for LPIPS")
     q.add_argument("--t1-sweep", help="comma-separated t_1 values: two-step faithfulness/realism sweep")
+    q.add_argument("--cache", metavar="DIR", help="keep the synthesized images in DIR and reuse them when run again")
     q.add_argument("--backend", default="auto", choices=BACKENDS)
     q.add_argument("--device", default="auto")
     q.add_argument("--json", help="write the result rows here (JSON)")

@@ -36,6 +36,7 @@ from .errors import InvalidInputError
 from .metrics.frechet import FrechetReference
 from .metrics.image import psnr, ssim, to_unit_range
 from .segmentation.dice import mean_foreground_dice
+from .synthesis_cache import SynthesisCache, fingerprint_files
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,14 @@ def pipeline_method(pipe: Any, steps: int = 1, schedule: Sequence[float] | None 
     return fn
 
 
+def pipeline_cache_key(pipe: Any, steps: int = 1, schedule: Sequence[float] | None = None, seed: int = 0) -> str:
+    """The :class:`~cheartflow_sdk.synthesis_cache.SynthesisCache` key of ``pipeline_method(pipe, steps, schedule, seed)``:
+    the model files' fingerprint, backend, device and sampling settings."""
+    sched = None if schedule is None else [round(float(t), 6) for t in np.ravel(schedule)]
+    return (f"cheartflow|{fingerprint_files([pipe.source])}|{pipe.backend}|{getattr(pipe.encoder, 'device', '')}"
+            f"|steps={int(steps)}|schedule={sched}|seed={int(seed)}")
+
+
 @dataclass
 class Method:
     """A named method for :func:`evaluate_methods` / the report."""
@@ -126,6 +135,7 @@ class Method:
     nfe: int  # network evaluations per image
     fn: SynthesisFn  # sketches [B,1,S,S] in [0,1] -> images [B,1,S,S] in [0,1]
     extra: dict[str, Any] = field(default_factory=dict)  # more row fields (e.g. {"t1": 0.5, "seed": 0})
+    cache_key: str | None = None  # names everything that changes its images (see Evaluator's cache); None: never cached
 
 
 @dataclass
@@ -146,12 +156,15 @@ class Evaluator:
     :mod:`~cheartflow_sdk.metrics.lpips`; None: no fid / lpips); batch_size: of the metric networks;
     method_batch_size: sketches per call of a method (None: all at once, so methods that key noise by
     the sample's index in the request, like Pipeline, give batching-independent images); n_samples:
-    images kept per method for the sample grid, spread over patients.
+    images kept per method for the sample grid, spread over patients; cache: a
+    :class:`~cheartflow_sdk.synthesis_cache.SynthesisCache` (or its folder) that keeps and reuses the
+    images of methods evaluated with a ``cache_key``.
     """
 
     def __init__(self, slices: SliceSet, *, segmenter: Any = None, inception_weights: str | os.PathLike | None = None,
                  lpips_weights: str | os.PathLike | None = None, device: str = "cpu", batch_size: int = 64,
-                 method_batch_size: int | None = None, split: str = "test", n_samples: int = 6):
+                 method_batch_size: int | None = None, split: str = "test", n_samples: int = 6,
+                 cache: SynthesisCache | str | os.PathLike | None = None):
         if len(slices) < 2:
             raise InvalidInputError(f"evaluation needs at least 2 slices, got {len(slices)}")
         self.slices, self.split, self.batch_size, self.method_batch_size = slices, split, batch_size, method_batch_size
@@ -175,6 +188,7 @@ class Evaluator:
         self._real_inception: np.ndarray | None = None
         self._frechet_inception: FrechetReference | None = None
         self.sample_indices = _spread_indices(slices.patients, n_samples)
+        self.cache = cache if cache is None or isinstance(cache, SynthesisCache) else SynthesisCache(cache)
 
     @property
     def patients(self) -> list[str]:
@@ -219,14 +233,31 @@ class Evaluator:
                 mean_foreground_dice(labels, self.slices.labels), self.patients)
         return row
 
-    def evaluate(self, fn: SynthesisFn, method: str, sketch: str, nfe: int, **extra: Any) -> EvalResult:
-        """Run ``fn`` on the sketches of kind ``sketch`` and score its images (see the module doc)."""
+    def evaluate(self, fn: SynthesisFn, method: str, sketch: str, nfe: int, cache_key: str | None = None,
+                 **extra: Any) -> EvalResult:
+        """Run ``fn`` on the sketches of kind ``sketch`` and score its images (see the module doc).
+
+        With a cache and a ``cache_key``, images stored under that key for these sketches are scored instead
+        of running ``fn`` (the row's ``synth_seconds`` is then the stored time and ``synth_cached`` is true).
+        """
         sketches = self.sketches(sketch)
-        start = time.perf_counter()
-        images = run_method(fn, sketches, self.method_batch_size, who=method)
-        elapsed = time.perf_counter() - start
+        use_cache = self.cache is not None and cache_key is not None
+        if use_cache:  # methods that key noise by batch position give other images when called in other chunks
+            cache_key = f"{cache_key}|method_batch_size={self.method_batch_size}"
+        cached = self.cache.load(cache_key, sketches) if use_cache else None
+        if cached is not None:
+            images, elapsed = cached
+            log.info("%s (%s, NFE %d): images from %s", method, sketch, nfe, self.cache.entry_path(cache_key, sketches))
+        else:
+            start = time.perf_counter()
+            images = run_method(fn, sketches, self.method_batch_size, who=method)
+            elapsed = time.perf_counter() - start
+            if use_cache:
+                self.cache.store(cache_key, sketches, images, elapsed)
         result = self.evaluate_images(images, method, sketch, nfe, **extra)
         result.row["synth_seconds"] = round(elapsed, 3)
+        if use_cache:
+            result.row["synth_cached"] = cached is not None
         return result
 
     def evaluate_images(self, images: np.ndarray, method: str, sketch: str | None, nfe: int, **extra: Any) -> EvalResult:
@@ -266,22 +297,24 @@ class Evaluator:
 
 def evaluate_methods(evaluator: Evaluator, methods: Sequence[Method]) -> list[EvalResult]:
     """Evaluate each method in order."""
-    return [evaluator.evaluate(m.fn, m.name, m.sketch, m.nfe, **m.extra) for m in methods]
+    return [evaluator.evaluate(m.fn, m.name, m.sketch, m.nfe, cache_key=m.cache_key, **m.extra) for m in methods]
 
 
 def sweep_t1(evaluator: Evaluator, make_fn: Callable[[float], SynthesisFn], sketch: str,
              t1_values: Sequence[float] = DEFAULT_T1, method: str = "cHeartFlow 2-step", nfe: int = 2,
-             **extra: Any) -> list[EvalResult]:
+             make_cache_key: Callable[[float], str] | None = None, **extra: Any) -> list[EvalResult]:
     """The faithfulness/realism curve: two-step sampling at each re-noise time ``t_1`` (rows carry ``t1``).
 
-    ``make_fn(t1)`` returns the method for that ``t_1``, e.g. ``lambda t1: pipeline_method(pipe, 2, (t1,))``.
+    ``make_fn(t1)`` returns the method for that ``t_1``, e.g. ``lambda t1: pipeline_method(pipe, 2, (t1,))``;
+    ``make_cache_key(t1)``, when given, its key in the evaluator's cache.
     """
     out = []
     for t1 in t1_values:
         t1 = float(t1)
         if not 0.0 < t1 < 1.0:
             raise InvalidInputError(f"t_1 values must lie in (0, 1), got {t1}")
-        out.append(evaluator.evaluate(make_fn(t1), method, sketch, nfe, t1=t1, **extra))
+        key = make_cache_key(t1) if make_cache_key is not None else None
+        out.append(evaluator.evaluate(make_fn(t1), method, sketch, nfe, cache_key=key, t1=t1, **extra))
     return out
 
 

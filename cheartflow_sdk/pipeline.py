@@ -247,7 +247,8 @@ def load_pipeline(model: str | Path | None = None, backend: str = "auto", device
                   sketch_kind: str = "edges") -> Pipeline:
     """Load a model folder or an exported engine (None: the bundled default for `sketch_kind`).
 
-    backend: "auto" (ONNX Runtime when an .onnx engine is there, else PyTorch), "onnxruntime" or "torch";
+    backend: "auto" (an engine file by its kind; in a folder the fastest usable engine, see
+    :mod:`cheartflow_sdk.backends.registry`), "onnxruntime", "torch", "torch-compiled" or "tensorrt";
     the choice is in `pipe.backend`. A PyTorch encoder on a CUDA GPU gets the CUDA-graph runtime
     (`pipe.runner`); call `pipe.warmup()` to capture its graphs before the first request.
     """

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 RES = 32
+QUALITY_SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks" / "quality"
 TINY_MODEL = dict(resolution=RES, base_channels=8, channel_mult=(1, 2), attention_levels=(1,), time_embed_dim=32, groups=4)
 
 
@@ -45,3 +49,19 @@ def onnx_model(trained_model_dir):
 @pytest.fixture()
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def quality_script():
+    """Load a script of benchmarks/quality/ (a folder, not a package) as a module: ``quality_script("report")``."""
+    loaded = {}
+
+    def load(name: str):
+        if name not in loaded:
+            spec = importlib.util.spec_from_file_location(f"quality_{name}", QUALITY_SCRIPTS / f"{name}.py")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            loaded[name] = module
+        return loaded[name]
+
+    return load

@@ -152,9 +152,14 @@ def test_train_seg_then_eval(tmp_path, onnx_model, caplog):
                  "--batch-size", "4"]) == 0
     out = tmp_path / "rows.json"
     caplog.set_level("INFO")
-    assert main(["eval", "--data", str(data), "--split", "train", "--model", str(onnx_model), "--segmenter", str(seg),
-                 "--steps", "2", "--t1-sweep", "0.3,0.7", "--json", str(out)]) == 0
+    eval_args = ["eval", "--data", str(data), "--split", "train", "--model", str(onnx_model), "--segmenter", str(seg),
+                 "--steps", "2", "--t1-sweep", "0.3,0.7", "--cache", str(tmp_path / "cache"), "--json", str(out)]
+    assert main(eval_args) == 0
     rows = json.loads(out.read_text())
-    assert [r["nfe"] for r in rows if r["method"].startswith("cHeartFlow")] == [2, 2, 2]
-    assert all(0 <= r["ssim"] <= 1 and r["seg_dice"] is not None for r in rows if r["method"].startswith("cHeartFlow"))
+    ours = [r for r in rows if r["method"].startswith("cHeartFlow")]
+    assert [r["nfe"] for r in ours] == [2, 2, 2] and not any(r["synth_cached"] for r in ours)
+    assert all(0 <= r["ssim"] <= 1 and r["seg_dice"] is not None for r in ours)
     assert "frechet_seg" in caplog.text
+    assert main(eval_args) == 0  # again: every image comes from the cache, the scores are the same
+    again = [r for r in json.loads(out.read_text()) if r["method"].startswith("cHeartFlow")]
+    assert all(r["synth_cached"] for r in again) and [r["ssim"] for r in again] == [r["ssim"] for r in ours]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,14 +19,6 @@ from cheartflow_sdk.evaluation import (
 )
 
 RES = 32
-REPORT_PATH = Path(__file__).resolve().parents[1] / "benchmarks" / "quality" / "report.py"
-
-
-def _report_module():
-    spec = importlib.util.spec_from_file_location("quality_report", REPORT_PATH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_patient_averaging_hand_example():
@@ -165,9 +155,9 @@ def _fake_rows():
     return rows
 
 
-def test_report_writes_table_json_grid_and_curve(tmp_path):
+def test_report_writes_table_json_grid_and_curve(tmp_path, quality_script):
     cv2 = pytest.importorskip("cv2")
-    report = _report_module()
+    report = quality_script("report")
     rows = _fake_rows()
     rng = np.random.default_rng(0)
     grid_cols = [("pix2pix", rng.random((3, 1, RES, RES))), ("1-step", rng.random((3, 1, RES, RES)))]
@@ -192,8 +182,8 @@ def test_report_writes_table_json_grid_and_curve(tmp_path):
     assert curve.shape == (420, 2 * 560, 3)
 
 
-def test_report_without_optional_metrics_or_sweep(tmp_path):
-    report = _report_module()
+def test_report_without_optional_metrics_or_sweep(tmp_path, quality_script):
+    report = quality_script("report")
     rows = [r for r in _fake_rows() if r.get("sweep") is None]
     for r in rows:
         r["fid"] = r["lpips"] = None
@@ -203,21 +193,27 @@ def test_report_without_optional_metrics_or_sweep(tmp_path):
     assert "FID" not in table and "LPIPS" not in table and "t_1" not in table
 
 
-def test_report_main_end_to_end_on_phantom_acdc(tmp_path, trained_model_dir, tiny_segmenter):
+def test_report_main_end_to_end_on_phantom_acdc(tmp_path, trained_model_dir, tiny_segmenter, quality_script):
     cv2 = pytest.importorskip("cv2")
     from cheartflow_sdk.data import write_phantom_acdc
 
-    report = _report_module()
+    report = quality_script("report")
     _, seg_dir = tiny_segmenter
     data = tmp_path / "acdc"
     write_phantom_acdc(data, n_patients=4, slices_per_volume=2, size=40, seed=5,
                        splits={"train": ["patient001"], "test": ["patient002", "patient003", "patient004"]})
     out = tmp_path / "report"
-    rc = report.main(["--data", str(data), "--resolution", str(RES), "--model", f"edges={trained_model_dir}",
-                      "--segmenter", str(seg_dir), "--t1", "0.3,0.7", "--device", "cpu", "--samples", "2",
-                      "--baseline", str(tmp_path / "no_such_run:200"), "--out", str(out)])
-    assert rc == 0
+    args = ["--data", str(data), "--resolution", str(RES), "--model", f"edges={trained_model_dir}",
+            "--segmenter", str(seg_dir), "--t1", "0.3,0.7", "--device", "cpu", "--samples", "2",
+            "--baseline", str(tmp_path / "no_such_run:200"), "--cache", str(tmp_path / "cache"), "--out", str(out)]
+    assert report.main(args) == 0
     rows = json.loads((out / "results.json").read_text())
+    assert report.main(args) == 0  # the rerun scores the cached images: the same numbers
+    rerun = json.loads((out / "results.json").read_text())
+    synthesized = [r for r in rerun if r["nfe"] > 0]
+    assert len(synthesized) == 4 and all(r["synth_cached"] for r in synthesized)
+    strip = lambda rs: [{k: v for k, v in r.items() if k != "synth_cached"} for r in rs]  # noqa: E731
+    assert strip(rerun) == strip(rows)
     methods = [(r["method"], r["sketch"], r.get("t1")) for r in rows]
     assert ("cHeartFlow 1-step", "edges", None) in methods and ("cHeartFlow 2-step", "edges", 0.5) in methods
     assert [r["t1"] for r in rows if r.get("sweep") == "t1"] == [0.3, 0.7]
@@ -246,10 +242,10 @@ def test_per_patient_indices_and_slice_subsets(slices):
         slices.subset([24])
 
 
-def test_report_scores_costly_methods_on_a_per_patient_subset(slices, tiny_segmenter, tmp_path):
+def test_report_scores_costly_methods_on_a_per_patient_subset(slices, tiny_segmenter, tmp_path, quality_script):
     from cheartflow_sdk.evaluation import Method
 
-    report = _report_module()
+    report = quality_script("report")
     seg, _ = tiny_segmenter
     calls: dict[str, list[int]] = {"cheap": [], "costly": []}
 

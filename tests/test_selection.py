@@ -130,14 +130,8 @@ def test_resumed_unscored_state_is_scored_first(phantom_set, tmp_path):
     assert [r["step"] for r in _val_lines(tmp_path)] == [6, 10]
 
 
-def test_bundle_ships_the_checkpoint_chosen_on_val(phantom_set, tmp_path, monkeypatch):
-    import importlib.util
-    from pathlib import Path
-
-    spec = importlib.util.spec_from_file_location(
-        "bundle_models", Path(__file__).resolve().parents[1] / "benchmarks" / "quality" / "bundle_models.py")
-    bundle = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bundle)
+def test_bundle_ships_the_checkpoint_chosen_on_val(phantom_set, tmp_path, monkeypatch, quality_script):
+    bundle = quality_script("bundle_models")
     monkeypatch.setattr(bundle, "PACKAGE_MODELS", tmp_path / "package")
     monkeypatch.setattr(bundle, "TRAINING_LOGS", tmp_path / "logs")
 

@@ -16,7 +16,12 @@ Writes into ``--out`` (default: this folder):
     python benchmarks/quality/report.py --data ../shared/data/acdc --segmenter runs/segmenter \\
         --model edges=runs/edges --model labels=runs/labels \\
         --baseline runs/pix2pix_edges --baseline runs/iddpm_edges:200 --baseline runs/iddpm_edges:1000 \\
-        [--inception-weights pt_inception-2015-12-05-6726825d.pth] [--lpips-weights lpips_alex.pth]
+        [--inception-weights pt_inception-2015-12-05-6726825d.pth] [--lpips-weights lpips_alex.pth] \\
+        [--cache runs/quality-cache]
+
+With ``--cache DIR`` every method's synthesized images are kept in DIR (keyed by the weights' bytes,
+steps, schedule, seed, backend, device and the input sketches) and reused by the next run: a rerun
+that adds a baseline synthesizes only that one, and a run stopped halfway resumes.
 
 A cHeartFlow model that is not given falls back to the bundled default; methods whose models are
 missing (or whose sketch kind or resolution does not match) are left out with a note. Baselines are
@@ -335,7 +340,7 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
                   t1_values: Sequence[float] = (), seed: int = 0, inception_weights: str | None = None,
                   lpips_weights: str | None = None, device: str = "cpu", split: str = "test", n_samples: int = 6,
                   subset_per_patient: int | None = None, subset_min_nfe: int = 100,
-                  notes: list[str] | None = None) -> tuple[list[dict[str, Any]], dict[str, tuple]]:
+                  notes: list[str] | None = None, cache: Any = None) -> tuple[list[dict[str, Any]], dict[str, tuple]]:
     """Evaluate every available method and return (rows, grids) for :func:`write_report`.
 
     models: sketch kind -> loaded Pipeline (missing kinds are left out); baselines: callables with
@@ -347,12 +352,22 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
     that many slices per patient, and every method of that sketch kind is scored on the same subset
     too (rows with ``subset``), so the costly methods are compared on equal terms; the grid of that kind
     then comes from the subset, where all methods ran.
+
+    cache: a :class:`cheartflow_sdk.synthesis_cache.SynthesisCache` (or folder) for the images of methods
+    with a ``cache_key`` (the cHeartFlow ones always have one).
     """
-    from cheartflow_sdk.evaluation import Evaluator, Method, per_patient_indices, pipeline_method, sweep_t1
+    from cheartflow_sdk.evaluation import (
+        Evaluator,
+        Method,
+        per_patient_indices,
+        pipeline_cache_key,
+        pipeline_method,
+        sweep_t1,
+    )
 
     notes = notes if notes is not None else []
     common = dict(segmenter=segmenter, inception_weights=inception_weights, lpips_weights=lpips_weights,
-                  device=device, split=split, n_samples=n_samples)
+                  device=device, split=split, n_samples=n_samples, cache=cache)
     ev = Evaluator(slices, **common)
     sub_ev, subset_label = None, None
     rows: list[dict[str, Any]] = []
@@ -365,9 +380,10 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
         pipe = models.get(kind)
         if pipe is not None:
             sched = tuple(pipe.config.default_schedule) or (0.5,)
-            methods += [Method("cHeartFlow 1-step", kind, 1, pipeline_method(pipe, 1, seed=seed), {"seed": seed}),
+            methods += [Method("cHeartFlow 1-step", kind, 1, pipeline_method(pipe, 1, seed=seed), {"seed": seed},
+                               cache_key=pipeline_cache_key(pipe, 1, seed=seed)),
                         Method("cHeartFlow 2-step", kind, 2, pipeline_method(pipe, 2, sched, seed=seed),
-                               {"seed": seed, "t1": sched[0]})]
+                               {"seed": seed, "t1": sched[0]}, cache_key=pipeline_cache_key(pipe, 2, sched, seed=seed))]
         if not methods:
             notes.append(f"no method available for {kind} sketches")
             continue
@@ -391,6 +407,7 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
                                sub_samples)
         if pipe is not None and t1_values:
             for res in sweep_t1(ev, lambda t1, p=pipe: pipeline_method(p, 2, (t1,), seed=seed), kind, t1_values,
+                                make_cache_key=lambda t1, p=pipe: pipeline_cache_key(p, 2, (t1,), seed=seed),
                                 sweep="t1", seed=seed):
                 sweep_rows.append(res.row)
     if segmenter is not None:
@@ -405,7 +422,8 @@ def _evaluate_methods(ev: Any, methods: Sequence[Any], kind: str, notes: list[st
     """Score ``methods`` with ``ev``: their rows (tagged with ``subset`` when given) and grid columns."""
     rows, samples = [], []
     for m in methods:
-        res = _try(notes, f"{m.name} ({kind})", lambda m=m: ev.evaluate(m.fn, m.name, kind, m.nfe, **m.extra))
+        res = _try(notes, f"{m.name} ({kind})",
+                   lambda m=m: ev.evaluate(m.fn, m.name, kind, m.nfe, cache_key=m.cache_key, **m.extra))
         if res is None:
             continue
         if subset is not None:
@@ -418,8 +436,10 @@ def _evaluate_methods(ev: Any, methods: Sequence[Any], kind: str, notes: list[st
 
 
 def baseline_method(synth: Any, steps: int | None = None, seed: int = 0) -> Any:
-    """A loaded baseline (``cheartflow_sdk.baselines.load_baseline``) as an evaluation Method."""
+    """A loaded baseline (``cheartflow_sdk.baselines.load_baseline``) as an evaluation Method; its cache key
+    fingerprints the run's config and weights when the synthesizer names its run folder (``source``)."""
     from cheartflow_sdk.evaluation import Method
+    from cheartflow_sdk.synthesis_cache import fingerprint_files
 
     kind = getattr(synth, "kind", "baseline")
     nfe = int(steps if steps is not None else getattr(synth, "default_steps", 1))
@@ -427,7 +447,14 @@ def baseline_method(synth: Any, steps: int | None = None, seed: int = 0) -> Any:
     def fn(sketches: np.ndarray) -> np.ndarray:
         return synth(sketches, steps=steps, seed=seed)
 
-    return Method(BASELINE_NAMES.get(kind, kind), synth.sketch_kind, nfe, fn, {"seed": seed})
+    source = getattr(synth, "source", None)
+    key = None
+    if source is not None:
+        from cheartflow_sdk.baselines._base import CONFIG_FILENAME, MODEL_FILENAME
+
+        files = fingerprint_files([Path(source) / CONFIG_FILENAME, Path(source) / MODEL_FILENAME])
+        key = f"{kind}|{files}|{getattr(synth, 'device', '')}|amp={getattr(synth, 'amp', None)}|steps={nfe}|seed={seed}"
+    return Method(BASELINE_NAMES.get(kind, kind), synth.sketch_kind, nfe, fn, {"seed": seed}, cache_key=key)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -454,6 +481,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="score methods with NFE >= --subset-min-nfe (iDDPM) on K slices per patient only, and every "
                         "method on that subset too (default: all slices)")
     p.add_argument("--subset-min-nfe", type=int, default=100, help="NFE from which --subset-per-patient applies")
+    p.add_argument("--cache", metavar="DIR", help="keep every method's synthesized images in DIR and reuse them on "
+                                                  "the next run (resume a stopped run; add a baseline cheaply)")
     p.add_argument("--out", default=str(HERE), help="output folder")
     return p
 
@@ -510,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 t1_values=t1_values, seed=args.seed, inception_weights=args.inception_weights,
                                 lpips_weights=args.lpips_weights, device=device, split=args.split,
                                 n_samples=args.samples, subset_per_patient=args.subset_per_patient,
-                                subset_min_nfe=args.subset_min_nfe, notes=notes)
+                                subset_min_nfe=args.subset_min_nfe, notes=notes, cache=args.cache)
     written = write_report(args.out, rows, grids, notes, provenance(argv))
     for name, path in written.items():
         log.info("wrote %s: %s", name, path)
