@@ -132,6 +132,22 @@ def test_baseline_keys_fingerprint_the_run_and_name_the_sampling(tmp_path, quali
     assert report.baseline_method(no_source).cache_key is None
 
 
+def test_baseline_methods_sample_with_their_steps_seed_and_a_progress_bar(quality_script):
+    calls = []
+
+    class FakeIddpm:
+        kind, sketch_kind, default_steps = "iddpm", "edges", 200
+
+        def __call__(self, sketches, steps=None, seed=0, progress=False):
+            calls.append((len(sketches), steps, seed, progress))
+            return sketches
+
+    method = quality_script("report").baseline_method(FakeIddpm(), steps=1000, seed=3)
+    assert (method.name, method.sketch, method.nfe, method.extra) == ("iDDPM", "edges", 1000, {"seed": 3})
+    method.fn(np.zeros((2, 1, 8, 8), np.float32))
+    assert calls == [(2, 1000, 3, True)]
+
+
 def test_pipeline_keys_change_with_the_sampling_settings(trained_model_dir):
     from cheartflow_sdk.evaluation import pipeline_cache_key
     from cheartflow_sdk.pipeline import load_pipeline

@@ -435,9 +435,10 @@ def _evaluate_methods(ev: Any, methods: Sequence[Any], kind: str, notes: list[st
     return rows, samples
 
 
-def baseline_method(synth: Any, steps: int | None = None, seed: int = 0) -> Any:
+def baseline_method(synth: Any, steps: int | None = None, seed: int = 0, progress: bool = True) -> Any:
     """A loaded baseline (``cheartflow_sdk.baselines.load_baseline``) as an evaluation Method; its cache key
-    fingerprints the run's config and weights when the synthesizer names its run folder (``source``)."""
+    fingerprints the run's config and weights when the synthesizer names its run folder (``source``).
+    progress: show iDDPM's sampling steps as a progress bar (1000 steps take over half an hour on a CPU)."""
     from cheartflow_sdk.evaluation import Method
     from cheartflow_sdk.synthesis_cache import fingerprint_files
 
@@ -445,7 +446,7 @@ def baseline_method(synth: Any, steps: int | None = None, seed: int = 0) -> Any:
     nfe = int(steps if steps is not None else getattr(synth, "default_steps", 1))
 
     def fn(sketches: np.ndarray) -> np.ndarray:
-        return synth(sketches, steps=steps, seed=seed)
+        return synth(sketches, steps=steps, seed=seed, progress=progress)
 
     source = getattr(synth, "source", None)
     key = None
