@@ -241,23 +241,22 @@ class Evaluator:
         of running ``fn`` (the row's ``synth_seconds`` is then the stored time and ``synth_cached`` is true).
         """
         sketches = self.sketches(sketch)
-        use_cache = self.cache is not None and cache_key is not None
-        if use_cache:  # methods that key noise by batch position give other images when called in other chunks
-            cache_key = f"{cache_key}|method_batch_size={self.method_batch_size}"
-        cached = self.cache.load(cache_key, sketches) if use_cache else None
-        if cached is not None:
-            images, elapsed = cached
-            log.info("%s (%s, NFE %d): images from %s", method, sketch, nfe, self.cache.entry_path(cache_key, sketches))
-        else:
+
+        def synthesize() -> tuple[np.ndarray, float]:
             start = time.perf_counter()
             images = run_method(fn, sketches, self.method_batch_size, who=method)
-            elapsed = time.perf_counter() - start
-            if use_cache:
-                self.cache.store(cache_key, sketches, images, elapsed)
+            return images, time.perf_counter() - start
+
+        use_cache = self.cache is not None and cache_key is not None
+        if use_cache:  # methods that key noise by batch position give other images when called in other chunks
+            key = f"{cache_key}|method_batch_size={self.method_batch_size}"
+            images, elapsed, cached = self.cache.get_or_run(key, sketches, synthesize)
+        else:
+            images, elapsed = synthesize()
         result = self.evaluate_images(images, method, sketch, nfe, **extra)
         result.row["synth_seconds"] = round(elapsed, 3)
         if use_cache:
-            result.row["synth_cached"] = cached is not None
+            result.row["synth_cached"] = cached
         return result
 
     def evaluate_images(self, images: np.ndarray, method: str, sketch: str | None, nfe: int, **extra: Any) -> EvalResult:

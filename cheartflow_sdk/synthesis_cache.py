@@ -14,7 +14,7 @@ import hashlib
 import io
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -65,9 +65,27 @@ class SynthesisCache:
         h.update(arr.tobytes())
         return self.root / f"{h.hexdigest()}.npz"
 
+    def get_or_run(self, method_key: str, sketches: np.ndarray,
+                   synthesize: Callable[[], tuple[np.ndarray, float]]) -> tuple[np.ndarray, float, bool]:
+        """(images, seconds, cached): the stored entry, or ``synthesize()`` -> (images, seconds), stored."""
+        path = self.entry_path(method_key, sketches)
+        found = self._read(path, method_key, len(sketches))
+        if found is not None:
+            log.info("synthesis cache: images from %s", path)
+            return (*found, True)
+        images, seconds = synthesize()
+        self._write(path, method_key, len(sketches), images, seconds)
+        return images, seconds, False
+
     def load(self, method_key: str, sketches: np.ndarray) -> tuple[np.ndarray, float] | None:
         """(images, seconds) stored for ``method_key`` on ``sketches``, or None when absent or unreadable."""
-        path = self.entry_path(method_key, sketches)
+        return self._read(self.entry_path(method_key, sketches), method_key, len(sketches))
+
+    def store(self, method_key: str, sketches: np.ndarray, images: np.ndarray, seconds: float) -> Path:
+        """Keep ``images`` (one per sketch) and the ``seconds`` they took; written atomically."""
+        return self._write(self.entry_path(method_key, sketches), method_key, len(sketches), images, seconds)
+
+    def _read(self, path: Path, method_key: str, count: int) -> tuple[np.ndarray, float] | None:
         if not path.is_file():
             return None
         try:
@@ -76,18 +94,16 @@ class SynthesisCache:
         except (OSError, KeyError, ValueError) as exc:
             log.warning("synthesis cache: ignoring unreadable entry %s (%s); synthesizing again", path, exc)
             return None
-        if stored_key != method_key or len(images) != len(sketches):
+        if stored_key != method_key or len(images) != count:
             log.warning("synthesis cache: entry %s does not match its key; synthesizing again", path)
             return None
         return images, seconds
 
-    def store(self, method_key: str, sketches: np.ndarray, images: np.ndarray, seconds: float) -> Path:
-        """Keep ``images`` (one per sketch) and the ``seconds`` they took; written atomically."""
+    def _write(self, path: Path, method_key: str, count: int, images: np.ndarray, seconds: float) -> Path:
         images = np.asarray(images, dtype=np.float32)
-        if len(images) != len(sketches):
-            raise InvalidInputError(f"synthesis cache: {len(images)} images for {len(sketches)} sketches")
+        if len(images) != count:
+            raise InvalidInputError(f"synthesis cache: {len(images)} images for {count} sketches")
         buf = io.BytesIO()
         np.savez_compressed(buf, images=images, seconds=np.float64(seconds), method_key=np.str_(method_key))
-        path = self.entry_path(method_key, sketches)
         path.parent.mkdir(parents=True, exist_ok=True)
         return atomic_write_bytes(path, buf.getvalue())
