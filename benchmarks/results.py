@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-_PACKAGES = ("cheartflow-sdk", "numpy", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorrt", "triton", "cupy-cuda13x")
+_PACKAGES = ("cheartflow-sdk", "numpy", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorrt", "triton", "cupy-cuda13x",
+             "openvino", "nncf", "ray")
 
 
 def device_name() -> str:

@@ -12,6 +12,10 @@ _EXTRA_OF = {
     "onnx": "train",
     "onnxscript": "train",
     "tensorrt": "tensorrt",
+    "pydicom": "dicom",
+    "openvino": "openvino",
+    "nncf": "openvino",
+    "ray": "ray",
     "onnxruntime": None,  # part of the base install (package onnxruntime-gpu)
 }
 

@@ -43,3 +43,26 @@ def precondition(x: Array, t: Array, raw_output: Array, sigma_data: float) -> Ar
     """E(x, t) = c_skip(t) x + c_out(t) F(x, t), so E(x, 0) = x (the boundary condition)."""
     tb = _per_sample(t, x)
     return c_skip(tb, sigma_data) * x + c_out(tb, sigma_data) * raw_output
+
+
+def bridge_variance(t: Array, sigma: float, sigma_x0: float, sigma_x1: float) -> Array:
+    """Var(x_t) of Eq. 2 for independent x0, x1 of stds sigma_x0, sigma_x1: (1-t)^2 s0^2 + t^2 s1^2 + std_t^2."""
+    noise = bridge_noise_std(t, sigma)
+    return (1 - t) * (1 - t) * (sigma_x0 * sigma_x0) + t * t * (sigma_x1 * sigma_x1) + noise * noise
+
+
+def bridge_c_in(t: Array, sigma: float, sigma_x0: float, sigma_x1: float) -> Array:
+    """Input scale of the bridge preconditioning: 1 / std(x_t), so the network sees unit-variance inputs."""
+    return bridge_variance(t, sigma, sigma_x0, sigma_x1) ** -0.5
+
+
+def bridge_c_skip(t: Array, sigma: float, sigma_x0: float, sigma_x1: float) -> Array:
+    """Skip weight Cov(x0, x_t) / Var(x_t) = (1-t) s0^2 / Var(x_t) (as DDBM derives it): 1 at t = 0, 0 at t = 1."""
+    return (1 - t) * (sigma_x0 * sigma_x0) / bridge_variance(t, sigma, sigma_x0, sigma_x1)
+
+
+def bridge_c_out(t: Array, sigma: float, sigma_x0: float, sigma_x1: float) -> Array:
+    """Output weight std(x0 - c_skip x_t) = s0 sqrt(t^2 s1^2 + std_t^2) / std(x_t): 0 at t = 0, s0 at t = 1."""
+    noise = bridge_noise_std(t, sigma)
+    residual = t * t * (sigma_x1 * sigma_x1) + noise * noise
+    return sigma_x0 * (residual / bridge_variance(t, sigma, sigma_x0, sigma_x1)) ** 0.5

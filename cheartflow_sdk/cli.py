@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
+
+import numpy as np
 
 from .backends.registry import BACKENDS
 from .errors import CheartflowError, InvalidInputError
@@ -88,7 +91,7 @@ def _validation_data(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .training import train
+    from .training import data_scales, train
 
     model_cfg, train_cfg = build_configs(args.preset, args.sketch, args.resolution, args.set)
     if args.steps:
@@ -96,6 +99,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.batch_size:
         train_cfg = dataclasses.replace(train_cfg, batch_size=args.batch_size)
     images, sketches = load_training_set(args.data, args.sketch, args.resolution)
+    if model_cfg.preconditioning == "bridge" and not any(s.split("=")[0].endswith(("sigma_x0", "sigma_x1")) for s in args.set):
+        model_cfg = data_scales(model_cfg, images, sketches)
+        log.info("bridge preconditioning: sigma_x0 %.4f, sigma_x1 %.4f (stds of the training images and sketches)",
+                 model_cfg.sigma_x0, model_cfg.sigma_x1)
     log.info("training on %d slices (%s sketches, %dpx) into %s", len(images), args.sketch, args.resolution, args.out)
     val = _validation_data(args)
     _, results = train(images, sketches, model_cfg, train_cfg, args.out, device=args.device,
@@ -156,7 +163,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .pipeline import load_pipeline
     from .segmentation import load_segmenter
 
-    pipe = load_pipeline(args.model, backend=args.backend, device=args.device, sketch_kind=args.sketch_kind or "edges")
+    pipe = load_pipeline(args.model, backend=args.backend, device=args.device, sketch_kind=args.sketch_kind)
     kind = pipe.config.sketch_kind
     slices = load_split(args.data, args.split, pipe.config.resolution)
     torch_device = "cuda" if args.device == "cuda" else "cpu"
@@ -208,6 +215,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         opts["device"] = args.device
     if args.format == "tensorrt" and args.timing_cache:
         opts["timing_cache"] = args.timing_cache
+    if args.format in ("onnx-int8", "openvino-int8"):
+        if args.calibration is None:
+            log.warning("no --calibration data: calibrating %s on phantom sketches; pass real sketches "
+                        "(e.g. --calibration packed/train-128.npz) for an engine meant for real use", args.format)
+        opts.update(calibration=args.calibration, calibration_count=args.calibration_count)
     path, report = export_engine(args.model, args.format, args.out, **opts)
     if report is not None:
         log.info("parity gate passed: max abs error %.2e, PSNR %.1f dB over %d inputs", report.max_abs_error,
@@ -225,25 +237,154 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _parse_schedule(raw: str | None):
-    return None if raw is None else tuple(float(v) for v in raw.split(","))
+    if raw is None:
+        return None
+    try:
+        return tuple(float(v) for v in raw.split(","))
+    except ValueError:
+        raise InvalidInputError(f"--schedule: expected comma-separated re-noise times in (0, 1), e.g. 0.5 or "
+                                f"0.7,0.4; got {raw!r}") from None
+
+
+SYNTH_FORMATS = ("auto", "png", "nifti", "dicom")
+GRID_ROWS = 16  # --grid shows the first rows only (one per sketch)
+
+
+def _synth_plan(items, formats: list[str], out: Path, input_path: Path):
+    """(item, kinds of output) per input file and every output path, for the checks before any work."""
+    plan, paths = [], []
+    dicom_series = f"{input_path.name.split('.')[0] or 'sketches'}_synth_dicom"
+    for item in items:
+        kinds = set()
+        for f in formats:
+            kinds.add(("nifti" if item.nifti is not None else "png") if f == "auto" else f)
+        if "nifti" in kinds and item.nifti is None:
+            raise InvalidInputError(f"--format nifti: {item.path} is not a NIfTI file; NIfTI output keeps a NIfTI "
+                                    "input's geometry (use --format png or dicom for other inputs)")
+        stem = item.path.name[: -len(".nii.gz")] if item.path.name.lower().endswith(".nii.gz") else item.path.stem
+        series = out / (f"{stem}_synth_dicom" if item.nifti is not None else dicom_series)
+        entry = {"item": item, "kinds": kinds, "nifti": out / f"{stem}_synth.nii.gz", "series": series}
+        if "png" in kinds:
+            paths += [out / f"{n}_synth.png" for n in item.names]
+        if "nifti" in kinds:
+            paths.append(entry["nifti"])
+        if "dicom" in kinds:
+            paths += [series / f"{n}.dcm" for n in item.names]
+        plan.append(entry)
+    return plan, paths
+
+
+
+def write_planned_outputs(plan: list, images: Any, out: Path, desc: str, settings: str) -> int:
+    """Write each input's images in the formats `_synth_plan` chose (PNG, NIfTI, DICOM); returns the file count.
+
+    `images` holds the inputs' images in plan order. DICOM of the inputs that are not volumes goes into one series."""
+    import numpy as np
+
+    from . import io
+    from .medical_io import write_dicom_series, write_nifti
+
+    a = written = 0
+    loose: list = []
+    for entry in plan:
+        item = entry["item"]
+        part = images[a:a + len(item.names)]
+        a += len(item.names)
+        if "png" in entry["kinds"]:
+            io.write_pngs(out, part, [f"{n}_synth" for n in item.names])
+            written += len(part)
+        if "nifti" in entry["kinds"]:
+            write_nifti(entry["nifti"], part, item.nifti, desc)
+            written += 1
+        if "dicom" in entry["kinds"] and item.nifti is not None:  # one series per input volume
+            write_dicom_series(entry["series"], part, item.names, desc, settings, reference=item.nifti)
+            written += len(part)
+        elif "dicom" in entry["kinds"]:
+            loose.append((entry["series"], part, item.names))
+    if loose:
+        write_dicom_series(loose[0][0], np.concatenate([p for _, p, _ in loose]), [n for _, _, ns in loose for n in ns],
+                           desc, settings)
+        written += sum(len(p) for _, p, _ in loose)
+    return written
+
+def _synthesize_with_progress(pipe, x, args, schedule, quiet: bool):
+    """pipe.synthesize in chunks of --batch-size with a progress bar over many inputs (the same images: one
+    sketch, one image)."""
+    from tqdm import tqdm
+
+    n, bs = len(x), args.batch_size
+    kwargs = dict(steps=args.steps, schedule=schedule, seed=args.seed, sketch_kind=args.sketch_kind,
+                  allow_unvalidated_steps=args.allow_unvalidated_steps)
+    if n <= bs or quiet:
+        return pipe.synthesize(x, batch_size=bs, **kwargs)
+    outs = []
+    with tqdm(total=n, unit="img", desc="synth") as bar:
+        for a in range(0, n, bs):
+            outs.append(pipe.synthesize(x[a:a + bs], batch_size=bs, **kwargs))
+            bar.update(len(outs[-1]))
+    return np.concatenate(outs)
+
+
+def cmd_synth_ray(args: argparse.Namespace) -> int:
+    """`synth --ray`: the same outputs through Ray Data, one pipeline per actor (cheartflow_sdk.ray_synth)."""
+    from .ray_synth import synthesize_with_ray
+
+    for flag, on in (("--grid", args.grid), ("--resize", args.resize)):
+        if on:
+            raise InvalidInputError(f"{flag} is not available with --ray (run without --ray for it)")
+    paths = synthesize_with_ray(args.input, args.out, args.model, backend=args.backend,
+                                device="cpu" if args.device == "auto" else args.device, steps=args.steps,
+                                schedule=_parse_schedule(args.schedule), seed=args.seed, sketch_kind=args.sketch_kind,
+                                formats=args.format or ["auto"], drawing=args.drawing, batch_size=args.batch_size,
+                                num_actors=args.actors, overwrite=args.overwrite,
+                                allow_unvalidated_steps=args.allow_unvalidated_steps, address=args.ray_address)
+    log.info("wrote %d output file(s) to %s with Ray", len(paths), args.out)
+    return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    if getattr(args, "ray", False):
+        return cmd_synth_ray(args)
     from . import io
+    from .medical_io import synthetic_description
     from .pipeline import load_pipeline
+    from .resize import fit_sketches, restore_images
 
-    sketches, names = io.read_sketches(args.input)
-    pipe = load_pipeline(args.model, backend=args.backend, device=args.device, sketch_kind=args.sketch_kind or "edges")
+    schedule = _parse_schedule(args.schedule)
+    inp, out = Path(args.input), Path(args.out)
+    if not inp.exists():
+        raise InvalidInputError(f"{inp}: no such file or folder (expected a sketch file or a folder of them)")
+    io.check_output_dir(out, inp)  # before any work: exit code 2 on a bad --out
+    formats = args.format or ["auto"]
+    if "dicom" in formats:
+        from ._optional import require
+
+        require("pydicom")
+    pipe = load_pipeline(args.model, backend=args.backend, device=args.device, sketch_kind=args.sketch_kind)
+    kind, res = pipe.config.sketch_kind, pipe.config.resolution
+    items = io.read_sketch_files(inp, kind=kind, drawing=args.drawing, size=res if args.drawing else None)
+    plan, paths = _synth_plan(items, formats, out, inp)
+    io.check_output_files(paths + ([out / "grid.png"] if args.grid else []), overwrite=args.overwrite)
+    sketches = np.concatenate([i.sketches for i in items])
+    fit = None
+    if args.resize:
+        sketches, fit = fit_sketches(sketches, res, kind)
     log.info("backend %s; %d sketches; %d step(s)", pipe.backend, len(sketches), args.steps)
     start = time.perf_counter()
-    images = pipe.synthesize(sketches, steps=args.steps, schedule=_parse_schedule(args.schedule), seed=args.seed,
-                             batch_size=args.batch_size, sketch_kind=args.sketch_kind)
+    images = _synthesize_with_progress(pipe, sketches, args, schedule, args.quiet)
     log.info("synthesized %d images in %.2f s", len(images), time.perf_counter() - start)
-    out = Path(args.out)
-    io.write_pngs(out, images, [f"{n}_synth" for n in names])
+    model_name = Path(str(pipe.source)).name
+    desc = synthetic_description(model_name, args.steps, args.seed)
+    settings = (f"model={model_name} backend={pipe.backend} sketch_kind={kind} steps={args.steps} "
+                f"schedule={schedule} seed={args.seed}")
+    full = restore_images(images, fit) if fit is not None else images
+    written = write_planned_outputs(plan, full, out, desc, settings)
     if args.grid:
-        io.write_grid(out / "grid.png", [sketches, images], titles=["sketch", f"{args.steps}-step"])
-    log.info("wrote %d PNGs to %s%s", len(images), out, " and grid.png" if args.grid else "")
+        rows = min(len(images), args.grid_rows)
+        if rows < len(images):
+            log.info("grid.png shows the first %d of %d sketches (--grid-rows)", rows, len(images))
+        io.write_grid(out / "grid.png", [sketches[:rows], images[:rows]], titles=["sketch", f"{args.steps}-step"])
+    log.info("wrote %d output file(s) to %s%s", written, out, " and grid.png" if args.grid else "")
     return 0
 
 
@@ -313,6 +454,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cheartflow", description="Sketch-to-cardiac-MR synthesis (cHeartFlow).")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = p.add_subparsers(dest="command", required=True)
+    # every command's --help shows each option's default
+    sub.add_parser = functools.partial(sub.add_parser, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
 
     t = sub.add_parser("train", help="train an encoder on ACDC (or a packed .npz of slices)")
     t.add_argument("--data", required=True, help="ACDC root folder (with splits.json) or a .npz from cf.data.save_slices")
@@ -386,32 +529,56 @@ def make_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="export a trained model to an engine (behind the parity gate)")
     e.add_argument("model", help="run folder written by `cheartflow train`")
-    e.add_argument("--format", default="onnx", choices=("onnx", "onnx-fp16", "tensorrt", "torch-compiled"))
-    e.add_argument("--out", help="engine path (default: MODEL/<standard name>: model.onnx, model.fp16.onnx, model.engine, model.pt2)")
+    e.add_argument("--format", default="onnx", choices=("onnx", "onnx-fp16", "tensorrt", "torch-compiled", "onnx-int8",
+                                                         "openvino", "openvino-int8"))
+    e.add_argument("--out", help="engine path (default: MODEL/<standard name>: model.onnx, model.fp16.onnx, model.engine, "
+                                 "model.pt2, model.int8.onnx, model.openvino.xml, model.int8.xml)")
     e.add_argument("--no-gate", action="store_true", help="skip the parity check against the PyTorch encoder")
     e.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"), help="torch-compiled: cuda (fp16) or cpu (fp32)")
     e.add_argument("--max-batch", type=int, default=256, help="tensorrt / torch-compiled: largest batch")
     e.add_argument("--timing-cache", help="tensorrt: timing cache path (default: beside the engine)")
+    e.add_argument("--calibration", help="onnx-int8 / openvino-int8: real sketches to calibrate on, a packed .npz "
+                                         "(e.g. packed/train-128.npz) or sketch files (default: phantom sketches)")
+    e.add_argument("--calibration-count", type=int, default=64, help="onnx-int8 / openvino-int8: calibration sketches")
     e.set_defaults(func=cmd_export)
 
     v = sub.add_parser("verify", help="rerun the parity gate of an engine against its source checkpoint")
-    v.add_argument("engine")
+    v.add_argument("engine", help="engine file to verify (.onnx, .engine/.plan or .pt2)")
     v.add_argument("--reference", help="source run folder (default: found from the engine's metadata)")
     v.add_argument("--device", default="auto")
     v.set_defaults(func=cmd_verify)
 
     s = sub.add_parser("synth", help="synthesize images from sketch files (PNG/JPEG/NumPy/NIfTI, a file or a folder)")
-    s.add_argument("input")
+    s.add_argument("input", help="a sketch file (.png .jpg .bmp .tif .npy .nii .nii.gz) or a folder of them")
     s.add_argument("--model", help="model folder or .onnx engine (default: the bundled model)")
-    s.add_argument("--out", required=True, help="output folder for the PNGs")
+    s.add_argument("--out", required=True, help="output folder (created; must not be the input folder)")
+    s.add_argument("--format", action="append", choices=SYNTH_FORMATS,
+                   help="output format, repeatable: auto = NIfTI for NIfTI inputs (same geometry), PNG otherwise; "
+                        "dicom needs the [dicom] extra (default: auto)")
     s.add_argument("--steps", type=int, default=1, help="encoder evaluations: 1 = one-step, 2 = two-step, ...")
-    s.add_argument("--schedule", help="comma-separated re-noise times t_k in (0,1), steps-1 of them")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--allow-unvalidated-steps", action="store_true",
+                   help="allow --steps above the largest count the model was validated for (its config's max_steps)")
+    s.add_argument("--schedule", help="comma-separated re-noise times t_k in (0,1), steps-1 of them (default: the model's)")
+    s.add_argument("--seed", type=int, default=0, help="noise seed; each sketch's noise comes from it and the sketch itself")
     s.add_argument("--backend", default="auto", choices=BACKENDS)
-    s.add_argument("--device", default="auto")
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--sketch-kind", choices=("edges", "labels"), help="declare the input's kind (checked against the model)")
+    s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="cuda without a usable GPU is an error")
+    s.add_argument("--batch-size", type=int, default=16, help="sketches per encoder call (16 keeps CPU memory under 500 MB)")
+    s.add_argument("--sketch-kind", choices=("edges", "labels"),
+                   help="declare the input's kind (checked against the model; undeclared, a kind mismatch is detected)")
+    s.add_argument("--drawing", action="store_true",
+                   help="image inputs are hand drawings (dark, coloured or thick lines on light paper): normalize them "
+                        "to model sketches, keeping the aspect ratio by padding")
+    s.add_argument("--resize", action="store_true",
+                   help="fit slices of another size to the model (zero padding to a square, then nearest for labels, "
+                        "area/linear + thinning for edges) and resize the images back (area/cubic)")
+    s.add_argument("--overwrite", action="store_true", help="replace existing output files")
     s.add_argument("--grid", action="store_true", help="also write grid.png (sketch | image)")
+    s.add_argument("--grid-rows", type=int, default=GRID_ROWS, help="rows of grid.png: the first N sketches")
+    s.add_argument("--ray", action="store_true", help="run on Ray Data, one pipeline per actor (the [ray] extra); "
+                                                      "same files as without it")
+    s.add_argument("--ray-address", help="--ray: cluster to join (ray.init address, e.g. auto or ray://head:10001; "
+                                         "None: a local Ray instance)")
+    s.add_argument("--actors", type=int, help="--ray: pipelines in parallel (None: the cluster's CPUs)")
     s.set_defaults(func=cmd_synth)
 
     d = sub.add_parser("demo", help="synthesize a sample grid with the bundled model (or a phantom demo without one)")

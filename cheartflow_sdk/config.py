@@ -12,6 +12,11 @@ from .errors import InvalidInputError
 
 SKETCH_KINDS = ("edges", "labels")
 CONFIG_FILENAME = "config.json"
+PRECONDITIONINGS = ("bridge", "consistency")
+PAIR_SCHEDULES = ("gap", "adjacent")
+# What a config.json written before a field existed meant by it (so old runs and engines keep working).
+LEGACY_MODEL_FIELDS = {"preconditioning": "consistency", "max_steps": 2}  # max_steps: old models were evaluated at 1 and 2 steps
+LEGACY_TRAIN_FIELDS = {"pair_schedule": "adjacent", "ema_warmup": 0.0}
 
 
 @dataclass
@@ -21,7 +26,10 @@ class ModelConfig:
     sketch_kind: str = "edges"  # "edges" (Canny) or "labels" (label map rendered to one channel)
     resolution: int = 128  # square input/output side in pixels
     sigma: float = 0.5  # bridge diffusion scale: noise std at t is t(1-t)sigma^2 (paper Eq. 2)
-    sigma_data: float = 0.5  # preconditioning data scale of c_skip/c_out (consistency models)
+    sigma_data: float = 0.5  # data scale of the "consistency" preconditioning's c_skip/c_out
+    preconditioning: str = "bridge"  # "bridge": c_in/c_skip/c_out from the bridge's variances, c_skip(1) = 0; "consistency": the legacy sigma_data form
+    sigma_x0: float = 0.5  # std of the images x0 in [-1, 1] ("bridge" preconditioning; `cheartflow train` measures it)
+    sigma_x1: float = 0.5  # std of the sketches x1 in [-1, 1] ("bridge" preconditioning; measured the same way)
     base_channels: int = 32  # U-Net channels at full resolution
     channel_mult: tuple[int, ...] = (1, 2, 3, 4)  # channel multiplier per resolution level
     blocks_per_level: int = 2  # residual blocks per level in the encoder half
@@ -30,6 +38,7 @@ class ModelConfig:
     groups: int = 8  # GroupNorm groups
     dropout: float = 0.0  # dropout inside residual blocks
     default_schedule: tuple[float, ...] = (0.5,)  # default t_k of the re-noise steps (two-step sampling)
+    max_steps: int = 8  # largest step count this model was validated for (more: allow_unvalidated_steps=True)
 
     def __post_init__(self) -> None:
         self.channel_mult = tuple(int(m) for m in self.channel_mult)
@@ -44,6 +53,10 @@ class ModelConfig:
             )
         if any((self.base_channels * m) % self.groups for m in self.channel_mult):
             raise InvalidInputError(f"every level's channel count must be divisible by groups={self.groups}")
+        if self.preconditioning not in PRECONDITIONINGS:
+            raise InvalidInputError(f"preconditioning must be one of {PRECONDITIONINGS}, got {self.preconditioning!r}")
+        if not (self.sigma_x0 > 0 and self.sigma_x1 > 0):
+            raise InvalidInputError(f"sigma_x0 and sigma_x1 must be > 0, got {self.sigma_x0} and {self.sigma_x1}")
         if not all(0.0 < t < 1.0 for t in self.default_schedule):
             raise InvalidInputError(f"default_schedule values must lie strictly in (0, 1), got {self.default_schedule}")
 
@@ -63,14 +76,24 @@ class TrainConfig:
     warmup_steps: int = 1000  # linear learning-rate warm-up
     grad_clip: float = 1.0  # max global gradient norm (0 disables)
     ema_decay: float = 0.9995  # EMA of weights used for sampling and export
+    ema_warmup: float = 10.0  # EMA decay at step n is min(ema_decay, (1 + n) / (ema_warmup + n)), so early checkpoints are not the initial weights; 0 = off
     distance: str = "pseudo_huber"  # "pseudo_huber" (iCT) or "l2"
     huber_c: float = 0.00054  # pseudo-Huber c per sqrt(dimension): c = huber_c * sqrt(C*H*W)
     grid: str = "power"  # discretization grid of t in [0,1]: "uniform" or "power" (denser near t=0)
     grid_rho: float = 2.0  # exponent of the "power" grid: t_i = (i/N)**rho
-    pair_weighting: str = "inverse_gap"  # loss weight of a pair: "inverse_gap" 1/(t2-t1) or "uniform"
-    curriculum_start: int = 10  # grid intervals N at the start of training
-    curriculum_end: int = 320  # grid intervals N at the end (doubles in equal stages)
-    amp: str = "auto"  # mixed precision: "auto" (bf16 on CUDA, off on CPU), "bf16", "fp16", "off"
+    pair_schedule: str = "gap"  # pairs of Eq. 1: "gap" (t1 = max(0, t2 - gap), gap shrinking per stage, ECT) or "adjacent" (grid, iCT)
+    gap_stage_steps: int = 2000  # "gap": optimizer steps per stage; stage 0 has gap = t2, i.e. t1 = 0 (regression to x0)
+    gap_shrink: float = 0.5  # "gap": factor the gap t2 - t1 is multiplied by at each new stage
+    gap_min: float = 0.02  # "gap": floor of the gap, so t1 < t2 always
+    t2_one_fraction: float = 0.25  # "gap": share of each batch at t2 = 1 exactly (the one-step map)
+    t2_power: float = 0.5  # "gap": the other t2 are u**t2_power, u ~ U(0, 1]; below 1 puts more weight near t = 1
+    pair_weighting: str = "uniform"  # loss weight of a pair: "uniform" or "inverse_gap" 1/(t2-t1)
+    curriculum_start: int = 10  # "adjacent": grid intervals N at the start of training
+    curriculum_end: int = 320  # "adjacent": grid intervals N at the end (doubles in equal stages)
+    amp: str = "auto"  # mixed precision: "auto" (bf16 on CUDA and on CPUs with native bf16, else off), "bf16", "fp16", "off"
+    channels_last: bool = False  # channels-last memory format for the U-Net (measure before turning it on; see README)
+    threads: int = 0  # torch intra-op threads on CPU; 0 = every usable core
+    keep_at_minutes: tuple[float, ...] = ()  # also keep the EMA model in RUN/at-<m>min/ after m minutes of training (equal-budget comparisons)
     seed: int = 0  # seed of initialization, batches and noise
     log_every: int = 50  # metrics log interval (steps)
     checkpoint_every: int = 2000  # resumable checkpoint interval (steps)
@@ -80,12 +103,23 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
+        self.keep_at_minutes = tuple(float(m) for m in self.keep_at_minutes)
         if self.distance not in ("pseudo_huber", "l2"):
             raise InvalidInputError(f"distance must be 'pseudo_huber' or 'l2', got {self.distance!r}")
         if self.grid not in ("uniform", "power"):
             raise InvalidInputError(f"grid must be 'uniform' or 'power', got {self.grid!r}")
         if self.pair_weighting not in ("inverse_gap", "uniform"):
             raise InvalidInputError(f"pair_weighting must be 'inverse_gap' or 'uniform', got {self.pair_weighting!r}")
+        if self.pair_schedule not in PAIR_SCHEDULES:
+            raise InvalidInputError(f"pair_schedule must be one of {PAIR_SCHEDULES}, got {self.pair_schedule!r}")
+        if self.gap_stage_steps < 1 or not (0.0 < self.gap_shrink <= 1.0) or not (0.0 < self.gap_min <= 1.0):
+            raise InvalidInputError("need gap_stage_steps >= 1, 0 < gap_shrink <= 1 and 0 < gap_min <= 1")
+        if not (0.0 <= self.t2_one_fraction <= 1.0) or self.t2_power <= 0:
+            raise InvalidInputError("need 0 <= t2_one_fraction <= 1 and t2_power > 0")
+        if self.ema_warmup < 0:
+            raise InvalidInputError(f"ema_warmup must be >= 0 (0 = off), got {self.ema_warmup}")
+        if self.threads < 0:
+            raise InvalidInputError(f"threads must be >= 0 (0 = every usable core), got {self.threads}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise InvalidInputError(f"amp must be one of auto, bf16, fp16, off; got {self.amp!r}")
         if not (2 <= self.curriculum_start <= self.curriculum_end):
@@ -108,13 +142,13 @@ def config_from_dict(cls: type, values: dict[str, Any]) -> Any:
 
 
 def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
-    """Build a ModelConfig from a dict, rejecting unknown fields."""
-    return config_from_dict(ModelConfig, values)
+    """Build a ModelConfig from a saved dict, rejecting unknown fields; fields it predates get their legacy value."""
+    return config_from_dict(ModelConfig, {**LEGACY_MODEL_FIELDS, **values})
 
 
 def train_config_from_dict(values: dict[str, Any]) -> TrainConfig:
-    """Build a TrainConfig from a dict, rejecting unknown fields."""
-    return config_from_dict(TrainConfig, values)
+    """Build a TrainConfig from a saved dict, rejecting unknown fields; fields it predates get their legacy value."""
+    return config_from_dict(TrainConfig, {**LEGACY_TRAIN_FIELDS, **values})
 
 
 def config_to_json(model: ModelConfig, train: TrainConfig | None = None, **extra: Any) -> str:
@@ -136,7 +170,10 @@ def read_config(path: str | Path) -> tuple[ModelConfig, TrainConfig | None, dict
     try:
         doc = json.loads(path.read_text())
         model = model_config_from_dict(doc["model"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidInputError(f"{path} is not a valid cheartflow config.json (need a 'model' object): {exc}") from exc
-    train = train_config_from_dict(doc["train"]) if "train" in doc else None
+        train = train_config_from_dict(doc["train"]) if "train" in doc else None
+    except InvalidInputError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, ArithmeticError) as exc:
+        raise InvalidInputError(f"{path} is not a valid cheartflow config.json (need a 'model' object of "
+                                f"ModelConfig fields and an optional 'train' object): {exc}") from exc
     return model, train, doc

@@ -30,17 +30,26 @@ ONNX_FILENAME = "model.onnx"  # fp32 ONNX (ONNX Runtime, CPU or CUDA)
 ONNX_FP16_FILENAME = "model.fp16.onnx"  # fp16 weights/compute, fp32 inputs/outputs (ONNX Runtime; TensorRT's source)
 TENSORRT_FILENAME = "model.engine"  # TensorRT FP16 engine (+ model.engine.json sidecar)
 COMPILED_FILENAME = "model.pt2"  # AOTInductor package (+ model.pt2.json sidecar)
+ONNX_INT8_FILENAME = "model.int8.onnx"  # ONNX Runtime static int8 (QDQ), calibrated on real sketches
+OPENVINO_FILENAME = "model.openvino.xml"  # OpenVINO IR (+ .bin), fp32 weights, run in bf16 where the CPU has it
+OPENVINO_INT8_FILENAME = "model.int8.xml"  # OpenVINO IR (+ .bin) quantized to int8 by NNCF
 
 ENGINE_FILENAMES = {
     "onnx": ONNX_FILENAME,
     "onnx-fp16": ONNX_FP16_FILENAME,
     "tensorrt": TENSORRT_FILENAME,
     "torch-compiled": COMPILED_FILENAME,
+    "onnx-int8": ONNX_INT8_FILENAME,
+    "openvino": OPENVINO_FILENAME,
+    "openvino-int8": OPENVINO_INT8_FILENAME,
 }
 ENGINE_FORMATS = tuple(ENGINE_FILENAMES)  # accepted by export_engine / `cheartflow export --format`
 
 # Which backend opens an engine file, by suffix.
-SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pt2": "torch-compiled"}
+SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".pt2": "torch-compiled",
+                   ".xml": "openvino"}
+# Backends that can also open a file of another backend's kind (OpenVINO reads ONNX directly).
+ALSO_OPENS = {".onnx": ("openvino",)}
 SIDECAR_SUFFIX = ".json"  # model.engine -> model.engine.json
 
 # ---------------------------------------------------------------------------------------------- metadata keys
@@ -53,11 +62,15 @@ META_SIGMA = "cheartflow.sigma"
 META_DEFAULT_SCHEDULE = "cheartflow.default_schedule"  # JSON list
 META_SDK_VERSION = "cheartflow.sdk_version"
 META_SOURCE_SHA256 = "cheartflow.source_sha256"  # hash of the source model.safetensors
-META_PRECISION = "cheartflow.precision"  # "fp32" or "fp16"
+META_PRECISION = "cheartflow.precision"  # "fp32", "fp16", "bf16" (OpenVINO IR run in bf16) or "int8"
 META_FORMAT = "cheartflow.format"  # one of ENGINE_FORMATS
-META_SOURCE_PATH = "cheartflow.source_path"  # absolute path of the source model folder at export time
+META_SOURCE_PATH = "cheartflow.source_path"  # name of the source model folder at export time (never a full path)
 META_MAX_BATCH = "cheartflow.max_batch"  # largest batch the engine accepts (compiled / TensorRT)
 META_BATCH_BUCKETS = "cheartflow.batch_buckets"  # JSON list: profiles / CUDA-graph buckets
+# Reduced-precision CPU engines (bf16, int8): what their quality gate measured, where, and on what data.
+META_GATE_PSNR = "cheartflow.gate_psnr_db"  # output PSNR vs the fp32 PyTorch encoder on the gate sketches
+META_CPU_ISA = "cheartflow.cpu_isa"  # cpu_features.isa_class() of the CPU the gate ran on
+META_CALIBRATION = "cheartflow.calibration"  # int8: the calibration data (file name, count, sketch kind)
 # Sidecar-only keys: what a GPU engine was built with, checked at load.
 META_ENGINE_SHA256 = "cheartflow.engine_sha256"  # hash of the engine file the sidecar describes
 META_DEVICE = "cheartflow.device"  # "cuda" or "cpu" (compiled packages are built for one)
@@ -92,6 +105,13 @@ def buckets_up_to(max_batch: int) -> tuple[int, ...]:
 def engine_backend(path: str | Path) -> str | None:
     """The backend that opens an engine file, from its suffix (None for an unknown suffix)."""
     return SUFFIX_BACKENDS.get(Path(path).suffix.lower())
+
+
+def engine_backends(path: str | Path) -> tuple[str, ...]:
+    """Every backend that can open an engine file, its own kind first (empty for an unknown suffix)."""
+    suffix = Path(path).suffix.lower()
+    own = SUFFIX_BACKENDS.get(suffix)
+    return () if own is None else (own, *ALSO_OPENS.get(suffix, ()))
 
 
 def file_sha256(path: str | Path) -> str:
@@ -141,7 +161,7 @@ def config_from_metadata(meta: Mapping[str, str], source: str | Path):
         raise ModelMismatchError(f"{source} has no cheartflow metadata ({META_MODEL_CONFIG}); export it with `cheartflow export`")
     try:
         return model_config_from_dict(json.loads(meta[META_MODEL_CONFIG]))
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KeyError, ArithmeticError, RecursionError) as exc:  # any bad value (fuzzed)
         raise ModelMismatchError(f"{source}: its {META_MODEL_CONFIG} metadata is not a valid model config: {exc}") from exc
 
 

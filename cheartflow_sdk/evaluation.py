@@ -121,9 +121,12 @@ def pipeline_method(pipe: Any, steps: int = 1, schedule: Sequence[float] | None 
 def pipeline_cache_key(pipe: Any, steps: int = 1, schedule: Sequence[float] | None = None, seed: int = 0) -> str:
     """The :class:`~cheartflow_sdk.synthesis_cache.SynthesisCache` key of ``pipeline_method(pipe, steps, schedule, seed)``:
     the model files' fingerprint, backend, device and sampling settings."""
+    from .sampling import NOISE_SCHEME
+
     sched = None if schedule is None else [round(float(t), 6) for t in np.ravel(schedule)]
+    noise = f"|noise={NOISE_SCHEME}" if int(steps) > 1 else ""  # one-step sampling draws no noise
     return (f"cheartflow|{fingerprint_files([pipe.source])}|{pipe.backend}|{getattr(pipe.encoder, 'device', '')}"
-            f"|steps={int(steps)}|schedule={sched}|seed={int(seed)}")
+            f"|steps={int(steps)}|schedule={sched}|seed={int(seed)}{noise}")
 
 
 @dataclass

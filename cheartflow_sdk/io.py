@@ -11,17 +11,21 @@ import contextlib
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from .atomic import atomic_output, atomic_write_bytes, atomic_write_text
 from .errors import InvalidInputError
-from .validation import as_sketch_batch, describe
+from .validation import MAP_MAX, as_sketch_batch, describe, integer_sketch_values
 
 __all__ = [
     "SKETCH_EXTENSIONS",
+    "SketchFile",
+    "read_sketch_files",
     "read_sketches",
     "atomic_output",
     "atomic_write_bytes",
@@ -59,7 +63,51 @@ def _stem(path: Path, ext: str) -> str:
     return path.name[: len(path.name) - len(ext)]
 
 
-def read_sketches(path: PathLike) -> tuple[np.ndarray, list[str]]:
+@dataclass
+class SketchFile:
+    """The sketches of one input file: float32 [n,1,H,W] in [0, 1], one name per sketch, and for a NIfTI input
+    its nibabel image (header, affine), so that outputs can keep its geometry."""
+
+    path: Path
+    names: list[str]
+    sketches: np.ndarray
+    nifti: Any = None
+
+
+def read_sketch_files(path: PathLike, kind: str | None = None, drawing: bool = False,
+                      size: int | None = None) -> list[SketchFile]:
+    """Like :func:`read_sketches`, one :class:`SketchFile` per input file (same order, rules and checks).
+
+    kind: the model's sketch kind, which settles integer maps (see
+    :func:`cheartflow_sdk.validation.integer_sketch_values`). drawing: image files are hand drawings, turned
+    into model sketches of `size` by :func:`cheartflow_sdk.sketch.normalize_drawing` (dark or coloured lines
+    on light paper, thick lines; the aspect ratio is kept by padding).
+    """
+    root = Path(path)
+    if not root.exists():
+        raise InvalidInputError(
+            f"{root}: no such file or folder (expected a sketch file or a folder of them)"
+        )
+    if drawing and kind is None:
+        raise InvalidInputError("drawing=True needs kind ('edges' or 'labels'): the model's sketch kind")
+    files = _list_sketch_files(root) if root.is_dir() else [root]
+    out: list[SketchFile] = []
+    first: tuple[Path, tuple[int, int]] | None = None
+    for file, stem in zip(files, _unique_stems(files)):
+        item = _read_file(file, stem, kind, drawing, size)
+        shape = (item.sketches.shape[2], item.sketches.shape[3])
+        if first is None:
+            first = (file, shape)
+        elif shape != first[1]:
+            raise InvalidInputError(
+                f"all sketches must share one size H x W: {first[0]} is {first[1][0]}x{first[1][1]} "
+                f"but {file} is {shape[0]}x{shape[1]}"
+            )
+        out.append(item)
+    return out
+
+
+def read_sketches(path: PathLike, kind: str | None = None) -> tuple[np.ndarray, list[str]]:
     """Read sketches from one file or a folder; returns float32 [B,1,H,W] in [0, 1] and one name per image.
 
     A folder is read non-recursively: files with an extension in ``SKETCH_EXTENSIONS``
@@ -69,32 +117,13 @@ def read_sketches(path: PathLike) -> tuple[np.ndarray, list[str]]:
     holding more than one image gives ``{stem}_i000, ...``. Files with the same stem
     (``a.png`` and ``a.npy``) get the extension appended (``a_png``, ``a_npy``).
     All images must share H and W. Per-format value rules: see :func:`_read_image`,
-    :func:`_read_npy` and :func:`_read_nifti`.
+    :func:`_read_npy` and :func:`_read_nifti`; integer data of every format follows one rule
+    (:func:`cheartflow_sdk.validation.integer_sketch_values`), settled by `kind` (the model's sketch kind).
     """
-    root = Path(path)
-    if not root.exists():
-        raise InvalidInputError(
-            f"{root}: no such file or folder (expected a sketch file or a folder of them)"
-        )
-    files = _list_sketch_files(root) if root.is_dir() else [root]
-    batches: list[np.ndarray] = []
-    names: list[str] = []
-    first: tuple[Path, tuple[int, int]] | None = None
-    stems = _unique_stems(files)
-    for file, stem in zip(files, stems):
-        batch, file_names = _read_file(file, stem)
-        shape = (batch.shape[2], batch.shape[3])
-        if first is None:
-            first = (file, shape)
-        elif shape != first[1]:
-            raise InvalidInputError(
-                f"all sketches must share one size H x W: {first[0]} is {first[1][0]}x{first[1][1]} "
-                f"but {file} is {shape[0]}x{shape[1]}"
-            )
-        batches.append(batch)
-        names.extend(file_names)
-    out = batches[0] if len(batches) == 1 else np.concatenate(batches, axis=0)
-    logger.debug("read %d sketches of size %dx%d from %s", out.shape[0], out.shape[2], out.shape[3], root)
+    items = read_sketch_files(path, kind)
+    names = [n for item in items for n in item.names]
+    out = items[0].sketches if len(items) == 1 else np.concatenate([item.sketches for item in items], axis=0)
+    logger.debug("read %d sketches of size %dx%d from %s", out.shape[0], out.shape[2], out.shape[3], path)
     return out, names
 
 
@@ -121,19 +150,25 @@ def _unique_stems(files: list[Path]) -> list[str]:
     return [f"{s}_{e.lstrip('.').replace('.', '_')}" if counts[s] > 1 else s for s, e in zip(stems, exts)]
 
 
-def _read_file(file: Path, stem: str) -> tuple[np.ndarray, list[str]]:
+def _read_file(file: Path, stem: str, kind: str | None = None, drawing: bool = False,
+               size: int | None = None) -> SketchFile:
     ext = _extension(file)
     if not file.is_file():
         raise InvalidInputError(f"{file}: not a regular file (expected a sketch file or a folder of them)")
     if ext in _IMAGE_EXTENSIONS:
-        return _read_image(file)[None, None], [stem]
+        if drawing:
+            from .sketch import normalize_drawing
+
+            return SketchFile(file, [stem], normalize_drawing(_decode_drawing(file), kind, size))
+        return SketchFile(file, [stem], _read_image(file, kind)[None, None])
     if ext == ".npy":
-        batch = _read_npy(file)
+        batch = _read_npy(file, kind)
         if batch.shape[0] == 1:
-            return batch, [stem]
-        return batch, _numbered(stem, "i", batch.shape[0])
+            return SketchFile(file, [stem], batch)
+        return SketchFile(file, _numbered(stem, "i", batch.shape[0]), batch)
     if ext in (".nii", ".nii.gz"):
-        return _read_nifti(file, stem)
+        batch, names, image = _read_nifti(file, stem, kind)
+        return SketchFile(file, names, batch, image)
     raise InvalidInputError(
         f"{file}: unsupported file extension (supported: {', '.join(SKETCH_EXTENSIONS)})"
     )
@@ -144,26 +179,57 @@ def _numbered(stem: str, letter: str, n: int) -> list[str]:
     return [f"{stem}_{letter}{i:0{width}d}" for i in range(n)]
 
 
-def _read_image(file: Path) -> np.ndarray:
-    """Decode an image file to float32 [H,W] in [0, 1].
-
-    Decoded with ``cv2.imdecode(IMREAD_UNCHANGED)`` (same decoders as ``cv2.imread``, but
-    works with non-ASCII paths). uint8 is divided by 255, uint16 by 65535, float images
-    (TIFF) must already be in [0, 1]. Color (BGR) is converted to gray with
-    ``cv2.COLOR_BGR2GRAY``; an alpha channel is composited onto black (gray * alpha), so
-    transparent pixels become background 0. Only the first page of a multi-page TIFF is read.
-    """
+def _decode(file: Path) -> np.ndarray:
     try:
         raw = np.frombuffer(file.read_bytes(), dtype=np.uint8)
     except OSError as exc:
         raise InvalidInputError(f"{file}: cannot read file ({exc})") from exc
-    img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
-    if img is None:
+    try:
+        img = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    except cv2.error as exc:  # some decoders raise instead of returning None
+        raise InvalidInputError(f"{file}: cannot decode image ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+    if img is None or img.size == 0:
         raise InvalidInputError(f"{file}: cannot decode image (file is corrupt or not a {file.suffix} image)")
-    if img.dtype == np.uint8:
-        scale = 255.0
-    elif img.dtype == np.uint16:
-        scale = 65535.0
+    return img
+
+
+def _decode_drawing(file: Path) -> np.ndarray:
+    """A drawing as float32 [H,W] or RGB(A) [H,W,3|4] in [0, 1] for normalize_drawing."""
+    img = _decode(file)
+    if img.dtype.kind == "f":
+        scale = 1.0
+    elif img.dtype in (np.uint8, np.uint16):
+        scale = 255.0 if int(img.max()) <= 255 else 65535.0
+    else:
+        raise InvalidInputError(f"{file}: unsupported pixel type {img.dtype} (expected 8-bit, 16-bit or float images)")
+    img = img.astype(np.float32) / np.float32(scale)
+    if img.ndim == 3 and img.shape[2] == 2:  # gray + alpha -> RGBA
+        img = np.dstack([img[:, :, 0]] * 3 + [img[:, :, 1]])
+    elif img.ndim == 3 and img.shape[2] in (3, 4):  # BGR(A) -> RGB(A)
+        img = np.ascontiguousarray(img[:, :, [2, 1, 0, 3][:img.shape[2]]])
+    if not np.isfinite(img).all() or img.min() < 0 or img.max() > 1:
+        raise InvalidInputError(f"{file}: a float drawing must hold finite values in [0, 1]")
+    return img
+
+
+def _read_image(file: Path, kind: str | None = None) -> np.ndarray:
+    """Decode an image file to float32 [H,W] in [0, 1].
+
+    Decoded with ``cv2.imdecode(IMREAD_UNCHANGED)`` (same decoders as ``cv2.imread``, but
+    works with non-ASCII paths). Integer images follow the one integer rule
+    (:func:`cheartflow_sdk.validation.integer_sketch_values`): a gray image with values in 0..3 is a
+    map (0/1 edges, 0..3 labels); else values up to 255 are divided by 255 (16-bit files too), and
+    16-bit values above 255 by 65535; float images (TIFF) must already be in [0, 1]. Color (BGR) is
+    converted to gray with ``cv2.COLOR_BGR2GRAY``; an alpha channel is composited onto black
+    (gray * alpha), so transparent pixels become background 0. Only the first page of a multi-page
+    TIFF is read.
+    """
+    img = _decode(file)
+    if img.dtype in (np.uint8, np.uint16):
+        hi = int(img.max())
+        if img.ndim == 2 and hi <= MAP_MAX:
+            return integer_sketch_values(img, kind, str(file))
+        scale = 255.0 if hi <= 255 else 65535.0
     elif img.dtype.kind == "f":
         scale = 1.0
     else:
@@ -189,30 +255,34 @@ def _to_gray(img: np.ndarray, file: Path) -> np.ndarray:
     raise InvalidInputError(f"{file}: unsupported image with {channels} channels (expected 1, 2, 3 or 4)")
 
 
-def _read_npy(file: Path) -> np.ndarray:
+def _read_npy(file: Path, kind: str | None = None) -> np.ndarray:
     """Load a .npy (no pickles) and validate it with :func:`as_sketch_batch` (uint8 or float [0, 1])."""
     try:
         arr = np.load(file, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as exc:
-        raise InvalidInputError(f"{file}: cannot load .npy file ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - a corrupt header raises anything (SyntaxError, TokenError, ...)
+        raise InvalidInputError(f"{file}: cannot load .npy file ({type(exc).__name__}: {exc})") from None
     if not isinstance(arr, np.ndarray):  # e.g. a .npz archive saved under a .npy name
         with contextlib.suppress(Exception):
             arr.close()
         raise InvalidInputError(f"{file}: expected a .npy array, got {describe(arr)}")
-    return as_sketch_batch(arr, name=str(file))
+    return as_sketch_batch(arr, name=str(file), kind=kind)
 
 
-def _read_nifti(file: Path, stem: str) -> tuple[np.ndarray, list[str]]:
+def _read_nifti(file: Path, stem: str, kind: str | None = None) -> tuple[np.ndarray, list[str], Any]:
     """Read a NIfTI [X,Y] or [X,Y,Z] volume (trailing size-1 axes dropped); slices are ``data[:, :, z]``.
+    Returns the sketches, their names and the nibabel image (header and affine, for NIfTI output).
 
-    Value rule, per file: data already in [0, 1] is kept; else integer-valued data in
-    0..3 is a label map and becomes label / 3; else it is min-max scaled to [0, 1]
-    (a constant volume becomes 0). NaN/inf are rejected.
+    Value rule, per file: integer-valued data (integer dtype, or floats holding whole numbers) in
+    0..3 is a map read by the one integer rule with `kind`, where kind None means labels: label / 3
+    (so a label map using only labels 0/1 is still a label map); for an edges model a 0/1 map is
+    read as 0/1. Else data already in [0, 1] is kept; else it is min-max scaled to [0, 1] (a
+    constant volume becomes 0). NaN/inf are rejected.
     """
     try:
         import nibabel as nib  # lazily: only NIfTI input needs it
 
-        data = np.asarray(nib.load(str(file), mmap=False).dataobj)
+        image = nib.load(str(file), mmap=False)
+        data = np.asarray(image.dataobj)
     except Exception as exc:  # nibabel, gzip, zlib and OS errors: any failure means unreadable
         raise InvalidInputError(f"{file}: cannot read NIfTI file ({type(exc).__name__}: {exc})") from exc
     while data.ndim > 3 and data.shape[-1] == 1:
@@ -221,25 +291,25 @@ def _read_nifti(file: Path, stem: str) -> tuple[np.ndarray, list[str]]:
         raise InvalidInputError(
             f"{file}: expected a real-valued 2-D [X,Y] or 3-D [X,Y,Z] NIfTI volume, got {describe(data)}"
         )
-    volume = _nifti_values(data.astype(np.float64), file)
+    volume = _nifti_values(data.astype(np.float64), file, kind)
     if volume.ndim == 2:
-        return as_sketch_batch(volume, name=str(file)), [stem]
+        return as_sketch_batch(volume, name=str(file)), [stem], image
     slices = np.ascontiguousarray(np.moveaxis(volume, 2, 0))
-    return as_sketch_batch(slices, name=str(file)), _numbered(stem, "z", slices.shape[0])
+    return as_sketch_batch(slices, name=str(file)), _numbered(stem, "z", slices.shape[0]), image
 
 
-def _nifti_values(v: np.ndarray, file: Path) -> np.ndarray:
+def _nifti_values(v: np.ndarray, file: Path, kind: str | None = None) -> np.ndarray:
     if v.size == 0:
         raise InvalidInputError(f"{file}: the NIfTI volume is empty (shape {v.shape})")
     finite = np.isfinite(v)
     if not finite.all():
         raise InvalidInputError(f"{file}: NIfTI volume holds {int(v.size - finite.sum())} NaN/inf values")
     lo, hi = float(v.min()), float(v.max())
+    if lo >= 0.0 and hi <= MAP_MAX and np.array_equal(v, np.round(v)):
+        logger.debug("%s: integer map with values 0..%g, read as a %s map", file, hi, kind or "labels")
+        return integer_sketch_values(v.astype(np.int64), kind or "labels", str(file)).astype(np.float64)
     if lo >= 0.0 and hi <= 1.0:
         return v
-    if lo >= 0.0 and hi <= 3.0 and np.array_equal(v, np.round(v)):
-        logger.debug("%s: label map with labels 0..3, using label / 3", file)
-        return v / 3.0
     if hi == lo:
         logger.warning("%s: constant NIfTI volume (value %g) read as all zeros", file, lo)
         return np.zeros_like(v)
@@ -400,3 +470,48 @@ def write_grid(
 ) -> Path:
     """Write :func:`make_grid` of `columns` as an 8-bit gray PNG at `path`, atomically; returns the Path."""
     return write_png(path, make_grid(columns, titles, pad))
+
+
+# --------------------------------------------------------------------------- output paths
+
+
+def check_output_dir(out: PathLike, input_path: PathLike | None = None, flag: str = "--out") -> Path:
+    """Check, before any work, that `out` can be the output folder: not an existing file, not the input folder
+    itself, and writable (probed with a temporary file in it, or in its nearest existing parent: it is
+    created later). Raises InvalidInputError naming what was expected."""
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise InvalidInputError(f"{flag} {target}: exists and is a file; expected a folder (created if missing)")
+    if input_path is not None:
+        src = Path(input_path)
+        if src.is_dir() and target.resolve() == src.resolve():
+            raise InvalidInputError(f"{flag} {target}: is the input folder; expected another folder, so that the "
+                                    "outputs never mix with (or are read back as) the inputs")
+    probe_dir = target
+    while not probe_dir.exists():
+        probe_dir = probe_dir.parent
+    try:
+        import tempfile
+
+        fd, name = tempfile.mkstemp(prefix=".cheartflow-probe-", dir=probe_dir)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise InvalidInputError(f"{flag} {target}: cannot write there ({probe_dir}: {exc.strerror or exc}); "
+                                "expected a writable folder") from None
+    return target
+
+
+def check_output_files(paths: Sequence[PathLike], overwrite: bool = False) -> None:
+    """Check, before any work, that each output file can be written: no folder sits at its name, and it does not
+    exist yet unless `overwrite` (CLI: --overwrite). Raises InvalidInputError listing the offending paths."""
+    folders = [Path(p) for p in paths if Path(p).is_dir()]
+    if folders:
+        raise InvalidInputError(f"output {folders[0]}: is a folder; expected a file name that is free "
+                                f"({len(folders)} output name(s) taken by folders)")
+    if not overwrite:
+        existing = [Path(p) for p in paths if Path(p).exists()]
+        if existing:
+            shown = ", ".join(str(p) for p in existing[:3]) + (", ..." if len(existing) > 3 else "")
+            raise InvalidInputError(f"{len(existing)} output file(s) already exist ({shown}); pass --overwrite "
+                                    "(overwrite=True) to replace them, or choose another --out")

@@ -17,6 +17,11 @@ u = (2 * (x >> 9) + 1) * 2**-24, and Box-Muller turns lanes (0, 1) and (2, 3) in
 (r cos(2 pi u_b), r sin(2 pi u_b)), r = sqrt(-2 log u_a), with our own float32 log/sin/cos built from
 +, -, *, / and sqrt only (see ``log_f32_reference`` and ``sincos_2pi_reference``).
 
+Per-sample keys (the sampler's noise, ``*_keys`` functions): sample b of a batch with 64-bit key k_b gets
+exactly the noise of a batch of one under seed k_b, offset and first_sample 0, i.e. counter
+(p // 4, 0, offset & 0xFFFFFFFF, offset >> 32) under key (k_b & 0xFFFFFFFF, k_b >> 32); a sample's noise
+then depends on its key only, not on its batch or position (see :func:`cheartflow_sdk.sampling.noise_keys`).
+
 Re-noise (the bridge of the sampler), float32 math in this exact order, then rounding (RNE) to the
 dtype of x0_hat: ``a = (1-t)*x0; b = t*x1; c = ((t*(1-t))*(sigma*sigma))*eps; out = (a+b)+c`` with
 ``t`` per sample and sigma rounded to float32 first.
@@ -40,6 +45,7 @@ __all__ = [
     "log_f32_reference",
     "native_available",
     "normal_noise",
+    "normal_noise_keys_reference",
     "normal_noise_reference",
     "philox4x32_10_reference",
     "postprocess",
@@ -48,6 +54,8 @@ __all__ = [
     "preprocess_reference",
     "renoise",
     "renoise_device_params",
+    "renoise_keys",
+    "renoise_keys_reference",
     "renoise_reference",
     "renoise_with_noise",
     "renoise_with_noise_reference",
@@ -272,6 +280,41 @@ def renoise_reference(x0_hat: Any, x1: Any, t: Any, sigma: float, seed: int, off
     if not shape:
         raise InvalidInputError("renoise_reference: x0_hat must have shape [B, ...], got a scalar")
     eps = normal_noise_reference(shape, seed, offset, first_sample)
+    return renoise_with_noise_reference(x0_hat, x1, t, sigma, eps)
+
+
+def _check_keys(keys: Any, batch: int, fn: str) -> np.ndarray:
+    """Per-sample noise keys as uint64 [B]: B ints in [0, 2**64)."""
+    if _is_cuda(keys):
+        raise InvalidInputError(f"{fn}: keys must be host values (numpy uint64 [B]), got a CUDA array")
+    arr = np.asarray(keys)
+    if arr.ndim != 1 or arr.shape[0] != batch or (arr.size and arr.dtype.kind not in "ui"):
+        raise InvalidInputError(f"{fn}: keys must be {batch} integers in [0, 2**64) (one per sample), "
+                                f"got {_describe(keys) if isinstance(keys, np.ndarray) else keys!r}")
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        raise InvalidInputError(f"{fn}: keys must be in [0, 2**64), got {int(arr.min())}")
+    return np.ascontiguousarray(arr.astype(np.uint64))
+
+
+def normal_noise_keys_reference(shape: Any, keys: Any, offset: int) -> np.ndarray:
+    """Noise float32 of `shape` [B, ...] with per-sample keys: row b is
+    ``normal_noise_reference((1, ...), keys[b], offset, 0)`` (see the module docstring)."""
+    fn = "normal_noise_keys_reference"
+    shape = _check_shape(shape, fn)
+    offset = _check_u64(offset, fn, "offset")
+    k = _check_keys(keys, shape[0], fn)
+    out = np.empty(shape, dtype=_F32)
+    for b in range(shape[0]):
+        out[b] = normal_noise_reference((1,) + shape[1:], int(k[b]), offset, 0)[0]
+    return out
+
+
+def renoise_keys_reference(x0_hat: Any, x1: Any, t: Any, sigma: float, keys: Any, offset: int) -> np.ndarray:
+    """renoise_with_noise_reference with eps = normal_noise_keys_reference(x0_hat.shape, keys, offset)."""
+    shape = np.shape(x0_hat)
+    if not shape:
+        raise InvalidInputError("renoise_keys_reference: x0_hat must have shape [B, ...], got a scalar")
+    eps = normal_noise_keys_reference(shape, keys, offset)
     return renoise_with_noise_reference(x0_hat, x1, t, sigma, eps)
 
 
@@ -701,6 +744,37 @@ def renoise_device_params(x0_hat: Any, x1: Any, t: Any, sigma: float, params: An
     native.renoise_cuda_params(x0.ptr, x1_.ptr, t_dev.ptr, p.ptr, out_dev.ptr, batch, _per_sample(x0.shape),
                                x0.dtype.name, sigma, offset, s)
     return out_obj
+
+
+def renoise_keys(x0_hat: Any, x1: Any, t: Any, sigma: float, keys: Any, offset: int, out: Any = None, *,
+                 stream: int | None = None) -> Any:
+    """Bridge re-noise with one noise key per sample (keys: B ints in [0, 2**64), offset = step): row b equals
+    ``renoise(x0_hat[b:b+1], x1[b:b+1], t[b], sigma, keys[b], offset, 0)``, bit for bit, so a sample's noise
+    does not depend on its batch or position. Native (or reference) kernels on host arrays, the CUDA kernels
+    (one launch per sample, host t) on CUDA arrays; out may be x0_hat."""
+    fn = "renoise_keys"
+    sigma = _check_sigma(sigma, fn)
+    offset = _check_u64(offset, fn, "offset")
+    if _is_cuda(x0_hat) or _is_cuda(x1) or _is_cuda(out):
+        x0 = _device_array(x0_hat, fn, "x0_hat", (np.float32, np.float16))
+        k = _check_keys(keys, x0.shape[0], fn)
+        tt = _check_t(t, x0.shape[0], fn)
+        out_obj, _ = _device_out(out, x0, x0.shape, x0.dtype, fn)
+        for b in range(x0.shape[0]):
+            _renoise_cuda(fn, x0_hat[b:b + 1], x1[b:b + 1], tt[b:b + 1], sigma, None, int(k[b]), offset, 0,
+                          out_obj[b:b + 1], stream)
+        return out_obj
+    x0, x1_ = _host_pair(x0_hat, x1, fn)
+    tt = _check_t(t, x0.shape[0], fn)
+    k = _check_keys(keys, x0.shape[0], fn)
+    out = _host_out(out, x0.shape, x0.dtype, fn)
+    native = _native()
+    if native is None:
+        out[...] = renoise_keys_reference(x0, x1_, tt, sigma, k, offset)
+        return out
+    for b in range(x0.shape[0]):
+        native.renoise(x0[b:b + 1], x1_[b:b + 1], tt[b:b + 1], sigma, int(k[b]), offset, 0, out[b:b + 1])
+    return out
 
 
 def renoise_with_noise(x0_hat: Any, x1: Any, t: Any, sigma: float, eps: Any, out: Any = None, *,

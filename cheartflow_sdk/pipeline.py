@@ -17,7 +17,7 @@ from .config import CONFIG_FILENAME, ModelConfig
 from .errors import InvalidInputError, ModelMismatchError, ModelNotAvailableError
 from .runtime.prefetch import Prefetcher
 from .runtime.prefetch import prefetch as _prefetch
-from .validation import as_sketch_batch, check_schedule, check_seed
+from .validation import as_sketch_batch, check_schedule, check_seed, check_sketch_content, check_steps
 
 log = logging.getLogger(__name__)
 
@@ -87,78 +87,115 @@ class Pipeline:
         return (f"Pipeline(backend={self.backend!r}, sketch_kind={c.sketch_kind!r}, resolution={c.resolution}, "
                 f"source='{self.source}'{graphs})")
 
-    def _check_request(self, steps: int, schedule: Any, seed: int, sketch_kind: str | None) -> tuple[Any, int]:
+    def _check_request(self, steps: int, schedule: Any, seed: Any, sketch_kind: str | None,
+                       per_sample_seed: bool = False, allow_unvalidated_steps: bool = False) -> tuple[Any, Any]:
+        if sketch_kind is not None and sketch_kind not in ("edges", "labels"):
+            raise InvalidInputError(f"sketch_kind: expected 'edges', 'labels' or None, got {sketch_kind!r}")
         if sketch_kind is not None and sketch_kind != self.config.sketch_kind:
             raise ModelMismatchError(
                 f"this model was trained on {self.config.sketch_kind!r} sketches but the input is declared {sketch_kind!r}"
             )
+        steps = check_steps(steps, getattr(self.config, "max_steps", None), allow_unvalidated_steps)
         if schedule is None and steps > 1 and len(self.config.default_schedule) == steps - 1:
             schedule = self.config.default_schedule
         if schedule is not None and np.ndim(schedule) == 2:
-            check_schedule(None, steps)  # validates steps
-            sched = np.asarray(schedule, dtype=np.float32)
+            try:
+                sched = np.asarray(schedule, dtype=np.float32)
+            except (TypeError, ValueError):
+                raise InvalidInputError(f"schedule: a per-sample schedule needs shape (B, {steps - 1}) of floats in "
+                                        f"(0, 1), got {type(schedule).__name__}") from None
             if sched.shape[1] != steps - 1 or not ((sched > 0) & (sched < 1)).all():
                 raise InvalidInputError(f"schedule: a per-sample schedule needs shape (B, {steps - 1}) with values in (0, 1)")
         else:
             sched = check_schedule(schedule, steps)
+        if per_sample_seed and isinstance(seed, (np.ndarray, list, tuple)):
+            return sched, seed  # checked against the batch size by sampling.seeds_for
         return sched, check_seed(seed)
 
     # ------------------------------------------------------------------ input preparation
 
-    def _host_input(self, batch: Any, name: str) -> np.ndarray:
-        """Validated float32 [B,1,R,R] in [0, 1] (the numpy path)."""
-        return as_sketch_batch(batch, resolution=self.config.resolution, name=name)
+    def _host_input(self, batch: Any, name: str, declared: bool = False) -> np.ndarray:
+        """Validated float32 [B,1,R,R] in [0, 1] (the numpy path), its content checked against the model's kind
+        (``validation.check_sketch_content``; `declared`: the caller declared the input's kind)."""
+        kind = self.config.sketch_kind
+        x = as_sketch_batch(batch, resolution=self.config.resolution, name=name, kind=kind)
+        check_sketch_content(x, kind, declared, name)
+        return x
 
-    def _device_input(self, batch: Any, name: str) -> np.ndarray:
-        """For the CUDA runner: uint8 sketches stay uint8 [B,R,R] (a quarter of the bytes to copy; they need
-        no range check), anything else is validated into float32 [B,1,R,R]."""
+    def _device_input(self, batch: Any, name: str, declared: bool = False) -> np.ndarray:
+        """For the CUDA runner: uint8 intensity sketches stay uint8 [B,R,R] (a quarter of the bytes to copy; they
+        need no range check), anything else (integer maps with values <= 3 included) is validated into
+        float32 [B,1,R,R]. The content is checked like on the host path."""
         r = self.config.resolution
         if isinstance(batch, np.ndarray) and batch.dtype == np.uint8 and batch.size > 0 and (
-                batch.ndim in (2, 3) or (batch.ndim == 4 and batch.shape[1] == 1)) and batch.shape[-2:] == (r, r):
-            return np.ascontiguousarray(batch.reshape(-1, r, r))
-        return as_sketch_batch(batch, resolution=r, name=name)
+                batch.ndim in (2, 3) or (batch.ndim == 4 and batch.shape[1] == 1)) and batch.shape[-2:] == (r, r) \
+                and int(batch.max()) > 3:
+            x = np.ascontiguousarray(batch.reshape(-1, r, r))
+            check_sketch_content(x, self.config.sketch_kind, declared, name)
+            return x
+        return self._host_input(batch, name, declared)
 
     # ------------------------------------------------------------------ numpy path
 
-    def _run(self, x: np.ndarray, steps: int, schedule: Any, seed: int, first_sample: int,
-             dtype: Any = np.float32) -> np.ndarray:
-        return self._sample(kernels.preprocess(x), steps, schedule, seed, first_sample, dtype)
+    def _run(self, x: np.ndarray, steps: int, schedule: Any, seed: Any, dtype: Any = np.float32) -> np.ndarray:
+        return self._sample(kernels.preprocess(x), self._keys(x, steps, seed), steps, schedule, dtype)
 
-    def _sample(self, x1: np.ndarray, steps: int, schedule: Any, seed: int, first_sample: int,
-                dtype: np.dtype) -> np.ndarray:
-        noise = sampling.PhiloxNoise(seed=seed, sigma=self.config.sigma, first_sample=first_sample)
+    @staticmethod
+    def _keys(x: np.ndarray, steps: int, seed: Any) -> np.ndarray:
+        """Per-sample noise keys from the seed and each sketch (one-step sampling draws no noise)."""
+        if steps == 1:
+            sampling.seeds_for(seed, len(x))  # still validated
+            return np.zeros(len(x), np.uint64)
+        return sampling.noise_keys(x, seed)
+
+    def _sample(self, x1: np.ndarray, keys: np.ndarray, steps: int, schedule: Any, dtype: np.dtype) -> np.ndarray:
+        noise = sampling.PhiloxNoise(keys=keys, sigma=self.config.sigma)
         return kernels.postprocess(sampling.sample(self.encoder, x1, steps, schedule, noise), dtype)
 
     # ------------------------------------------------------------------ public API
 
-    def synthesize(self, sketches: Any, steps: int = 1, schedule: Any = None, seed: int = 0,
-                   batch_size: int = 64, sketch_kind: str | None = None, dtype: Any = np.float32) -> np.ndarray:
+    def synthesize(self, sketches: Any, steps: int = 1, schedule: Any = None, seed: Any = 0,
+                   batch_size: int = 64, sketch_kind: str | None = None, dtype: Any = np.float32,
+                   allow_unvalidated_steps: bool = False) -> np.ndarray:
         """Synthesize one image per sketch with `steps` encoder evaluations (1 = one-step).
 
         schedule: the steps - 1 re-noise times t_k in (0, 1) (shared, or one row per sketch); None uses the
-        model's default. seed: noise seed; sample i of the request gets the same noise however it is batched.
-        dtype: float32 images in [0, 1] (default) or uint8 in 0..255.
+        model's default. seed: an int in [0, 2**64), or one int per sketch. Each sketch's noise is keyed by
+        its seed and its own content (:func:`cheartflow_sdk.sampling.noise_keys`): one sketch, one image,
+        wherever it sits, so ``synthesize(x)[i] == synthesize(x[i:i+1])[0]`` for any batching, and the same
+        on every backend. dtype: float32 images in [0, 1] (default) or uint8 in 0..255.
+        sketch_kind: declare the input's kind (checked against the model; without it, a label sketch given to
+        an edges model or the reverse is detected and refused). steps above the model's
+        ``config.max_steps`` (the largest count it was validated for) need allow_unvalidated_steps=True.
+        Input rules: :func:`cheartflow_sdk.validation.as_sketch_batch`.
         """
         out_dtype = _check_output_dtype(dtype)
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise InvalidInputError(f"batch_size: expected an int >= 1, got {batch_size!r}")
-        sched, seed = self._check_request(steps, schedule, seed, sketch_kind)
-        x = self._device_input(sketches, "sketches") if self.runner is not None else self._host_input(sketches, "sketches")
+        sched, seed = self._check_request(steps, schedule, seed, sketch_kind, per_sample_seed=True,
+                                          allow_unvalidated_steps=allow_unvalidated_steps)
+        declared = sketch_kind is not None
+        x = (self._device_input(sketches, "sketches", declared) if self.runner is not None
+             else self._host_input(sketches, "sketches", declared))
         if np.ndim(sched) == 2 and len(sched) != len(x):
             raise InvalidInputError(f"schedule: a per-sample schedule needs one row per sketch ({len(x)}), got {len(sched)}")
+        seeds = sampling.seeds_for(seed, len(x))
         outs = []
         for start in range(0, len(x), batch_size):
             part = sched[start:start + batch_size] if np.ndim(sched) == 2 else sched
             chunk = x[start:start + batch_size]
+            chunk_seeds = seeds[start:start + batch_size]
             if self.runner is not None:
-                outs.append(self.runner.run(chunk, steps, part, seed, start, out_dtype))
+                outs.append(self.runner.run(chunk, steps, part, chunk_seeds, out_dtype))
             else:
-                outs.append(self._run(chunk, steps, part, seed, start, out_dtype))
+                outs.append(self._run(chunk, steps, part, chunk_seeds, out_dtype))
         return np.concatenate(outs)
 
     def stream(self, batches: Iterable[Any], steps: int = 1, schedule: Any = None, seed: int = 0,
-               sketch_kind: str | None = None, dtype: Any = np.float32, prefetch: int = 2) -> Iterator[np.ndarray]:
-        """Yield the images of each batch in input order; equal to synthesize() on the concatenated batches.
+               sketch_kind: str | None = None, dtype: Any = np.float32, prefetch: int = 2,
+               allow_unvalidated_steps: bool = False) -> Iterator[np.ndarray]:
+        """Yield the images of each batch in input order; equal to synthesize() on the concatenated batches
+        (and, one sketch one image, to synthesize() of each sketch alone). seed: one int for all sketches.
 
         Batches may have any sizes. Arguments are checked here, at the call; each batch is validated and
         preprocessed on a worker thread up to `prefetch` batches ahead (on a GPU runner the next chunk's
@@ -168,7 +205,9 @@ class Pipeline:
         """
         out_dtype = _check_output_dtype(dtype)
         depth = _check_prefetch(prefetch)
-        sched, seed = self._check_request(steps, schedule, seed, sketch_kind)
+        sched, seed = self._check_request(steps, schedule, seed, sketch_kind,
+                                          allow_unvalidated_steps=allow_unvalidated_steps)
+        declared = sketch_kind is not None
         if np.ndim(sched) == 2:
             raise InvalidInputError("schedule: stream takes one schedule shared by all samples, shape "
                                     f"({steps - 1},); per-sample schedules are for synthesize()")
@@ -177,26 +216,25 @@ class Pipeline:
         except TypeError:
             raise InvalidInputError(f"batches: expected an iterable of sketch batches, got {type(batches).__name__}") from None
         if self.runner is not None:
-            return self._stream_runner(items, steps, sched, seed, out_dtype, depth)
-        return self._stream_numpy(items, steps, sched, seed, out_dtype, depth)
+            return self._stream_runner(items, steps, sched, seed, out_dtype, depth, declared)
+        return self._stream_numpy(items, steps, sched, seed, out_dtype, depth, declared)
 
     def _stream_numpy(self, items: Iterator[Any], steps: int, sched: Any, seed: int, dtype: np.dtype,
-                      depth: int) -> Iterator[np.ndarray]:
-        def prepare(i: int, batch: Any) -> np.ndarray:
-            return kernels.preprocess(self._host_input(batch, f"stream batch {i}"))
+                      depth: int, declared: bool = False) -> Iterator[np.ndarray]:
+        def prepare(i: int, batch: Any) -> tuple[np.ndarray, np.ndarray]:
+            x = self._host_input(batch, f"stream batch {i}", declared)
+            return kernels.preprocess(x), self._keys(x, steps, seed)
 
-        first = 0
-        for x1 in _prefetch(items, prepare, depth):
-            yield self._sample(x1, steps, sched, seed, first, dtype)
-            first += len(x1)
+        for x1, keys in _prefetch(items, prepare, depth):
+            yield self._sample(x1, keys, steps, sched, dtype)
 
     def _stream_runner(self, items: Iterator[Any], steps: int, sched: Any, seed: int, dtype: np.dtype,
-                       depth: int) -> Iterator[np.ndarray]:
+                       depth: int, declared: bool = False) -> Iterator[np.ndarray]:
         def prepare(i: int, batch: Any) -> np.ndarray:
-            return self._device_input(batch, f"stream batch {i}")
+            return self._device_input(batch, f"stream batch {i}", declared)
 
         with Prefetcher(items, prepare, depth) as ready:  # polled: launches only batches that have arrived
-            yield from self.runner.stream(ready, steps, sched, seed, 0, dtype)
+            yield from self.runner.stream(ready, steps, sched, seed, dtype)
 
     def warmup(self, steps: Iterable[int] = (1, 2), batch_sizes: Iterable[int] | None = None,
                sketch_dtype: Any = np.float32, dtype: Any = np.float32) -> float:
@@ -243,17 +281,54 @@ def _make_runner(encoder: Any) -> Any:
     return CudaGraphRunner(fn, cfg.resolution, cfg.sigma, device=device, buckets=buckets, name=encoder.name)
 
 
+DEVICES = ("auto", "cpu", "cuda")  # and "cuda:N"
+
+
+def check_device(device: Any) -> str:
+    """`device` as given, once it is "auto", "cpu", "cuda" or "cuda:N"; asking for CUDA without a usable GPU
+    is a ModelMismatchError (never a silent CPU fallback)."""
+    ok = isinstance(device, str) and (device in DEVICES or (device.startswith("cuda:") and device[5:].isdigit()))
+    if not ok:
+        raise InvalidInputError(f"device: expected one of {', '.join(DEVICES)} or 'cuda:N', got {device!r}")
+    if device.startswith("cuda") and not _gpu_usable():
+        raise ModelMismatchError(f"device={device!r} asks for a CUDA GPU but none is usable here (no GPU, driver or "
+                                 "CUDA build of torch / onnxruntime found); use device='cpu' or 'auto'")
+    return device
+
+
+def _gpu_usable() -> bool:
+    """Whether a CUDA GPU can run here: the native module sees one, or torch does (when installed)."""
+    if kernels.cuda_available():
+        return True
+    import importlib.util
+    import sys
+
+    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
 def load_pipeline(model: str | Path | None = None, backend: str = "auto", device: str = "auto",
-                  sketch_kind: str = "edges") -> Pipeline:
-    """Load a model folder or an exported engine (None: the bundled default for `sketch_kind`).
+                  sketch_kind: str | None = None) -> Pipeline:
+    """Load a model folder or an exported engine (None: the bundled default for `sketch_kind`, "edges" if None).
 
     backend: "auto" (an engine file by its kind; in a folder the fastest usable engine, see
     :mod:`cheartflow_sdk.backends.registry`), "onnxruntime", "torch", "torch-compiled" or "tensorrt";
-    the choice is in `pipe.backend`. A PyTorch encoder on a CUDA GPU gets the CUDA-graph runtime
-    (`pipe.runner`); call `pipe.warmup()` to capture its graphs before the first request.
+    the choice is in `pipe.backend`. device: "auto", "cpu", "cuda" or "cuda:N" (CUDA without a usable GPU is
+    an error). sketch_kind: checked against the model's (ModelMismatchError when they differ). A PyTorch
+    encoder on a CUDA GPU gets the CUDA-graph runtime (`pipe.runner`); call `pipe.warmup()` to capture its
+    graphs before the first request.
     """
-    path = _resolve_model(model, sketch_kind)
+    if sketch_kind is not None and sketch_kind not in ("edges", "labels"):
+        raise InvalidInputError(f"sketch_kind: expected 'edges', 'labels' or None, got {sketch_kind!r}")
+    check_device(device)
+    path = _resolve_model(model, sketch_kind or "edges")
     encoder = open_encoder(path, backend, device)
+    if sketch_kind is not None and encoder.config.sketch_kind != sketch_kind:
+        raise ModelMismatchError(f"{path}: this model was trained on {encoder.config.sketch_kind!r} sketches but "
+                                 f"sketch_kind={sketch_kind!r} was asked for; pass a {sketch_kind} model (or sketch_kind=None)")
     pipe = Pipeline(encoder, path, runner=_make_runner(encoder))
     log.info("loaded %r", pipe)
     return pipe

@@ -6,8 +6,9 @@ Arrays are numpy float32 in model range [-1, 1]; `t` reaches the encoder as a fl
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import numpy as np
 
@@ -22,21 +23,62 @@ class NoiseSource(Protocol):
     def renoise(self, x0_hat: np.ndarray, x1: np.ndarray, t: np.ndarray, step: int) -> np.ndarray: ...
 
 
+NOISE_SCHEME = "sketch-keyed-v1"  # names the noise definition below (cache keys, engine metadata)
+_KEY_PERSON = b"cheartflow-noise"
+
+
+def noise_keys(sketches: np.ndarray, seed: Any) -> np.ndarray:
+    """One 64-bit Philox key per sample, from the seed and the sketch itself: uint64 [B].
+
+    sketches: the validated sketches, float32 [B, ...] in [0, 1] (``validation.as_sketch_batch``), or uint8
+    [B, ...] (read as value / 255 in float32, as validation does); seed: an int in [0, 2**64) for every
+    sample, or one such int per sample. key_b is the little-endian uint64 of BLAKE2b (digest 8 bytes,
+    person "cheartflow-noise", key = seed_b as 8 little-endian bytes) over sample b's float32 [0, 1] values
+    as little-endian bytes in C order. So a sketch with a seed gets the same noise, hence the same image,
+    alone, in any batch, at any position of a request, stream or folder, on every backend.
+    """
+    x = np.asarray(sketches)
+    if x.ndim < 1 or x.dtype not in (np.dtype(np.float32), np.dtype(np.uint8)):
+        raise InvalidInputError(f"noise_keys: sketches must be float32 [B, ...] in [0, 1] or uint8 [B, ...], "
+                                f"got dtype {x.dtype} shape {x.shape}")
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / np.float32(255.0)
+    rows = np.ascontiguousarray(x, dtype="<f4").reshape(len(x), -1)
+    seeds = seeds_for(seed, len(x))
+    keys = np.empty(len(x), dtype=np.uint64)
+    for b in range(len(x)):
+        h = hashlib.blake2b(rows[b].data, digest_size=8, key=int(seeds[b]).to_bytes(8, "little"), person=_KEY_PERSON)
+        keys[b] = int.from_bytes(h.digest(), "little")
+    return keys
+
+
+def seeds_for(seed: Any, n: int) -> np.ndarray:
+    """`seed` as uint64 [n]: an int broadcast to n samples, or n ints (a sequence or 1-D integer array)."""
+    from .validation import check_seed
+
+    if isinstance(seed, (np.ndarray, list, tuple)):
+        if (seed.ndim if isinstance(seed, np.ndarray) else 1) != 1 or len(seed) != n:
+            raise InvalidInputError(f"seed: expected an int or {n} ints (one per sketch), got "
+                                    f"{type(seed).__name__} of shape {np.shape(seed) if isinstance(seed, np.ndarray) else (len(seed),)}")
+        return np.array([check_seed(v) for v in seed], dtype=np.uint64)
+    return np.full(n, check_seed(seed), dtype=np.uint64)
+
+
 @dataclass
 class PhiloxNoise:
-    """Counter-based noise keyed by (seed, step, global sample index), so a seed gives the same image
-    whatever the batching; runs in the native kernel, or the numpy reference when `reference` is set."""
+    """Counter-based noise with one key per sample (:func:`noise_keys`: from the seed and the sketch), keyed
+    within a sample by (step, element), so a sketch gets the same image whatever the batching or position;
+    runs in the native kernel, or the numpy reference when `reference` is set."""
 
-    seed: int
+    keys: np.ndarray  # uint64 [B], one per sample of the batch
     sigma: float
-    first_sample: int = 0  # global index of the batch's first sample in the request stream
     reference: bool = False
 
     def renoise(self, x0_hat: np.ndarray, x1: np.ndarray, t: np.ndarray, step: int) -> np.ndarray:
         from . import kernels
 
-        fn = kernels.renoise_reference if self.reference else kernels.renoise
-        return fn(x0_hat, x1, t, self.sigma, self.seed, step, self.first_sample)
+        fn = kernels.renoise_keys_reference if self.reference else kernels.renoise_keys
+        return fn(x0_hat, x1, t, self.sigma, self.keys, step)
 
 
 def schedule_columns(schedule: np.ndarray | tuple[float, ...], batch: int) -> np.ndarray:

@@ -95,31 +95,49 @@ def normalize_drawing(image: np.ndarray, kind: str, size: int | None = None) -> 
 
     ``image``: uint8 (0..255) or float (0..1), grayscale ``[H,W]`` or ``[H,W,1|3|4]`` (RGB/RGBA;
     transparent pixels count as paper: white for "edges", black for "labels").
+    With `size`, a non-square drawing is first padded to a square with its paper (centred), so the
+    aspect ratio is kept: a drawing is never stretched.
 
-    - ``"edges"``: grayscale; inverted when the median is above 0.5 (dark lines on light paper);
-      threshold at 0.5; resize with INTER_AREA and re-threshold at half the coverage a one-pixel
-      line keeps (``0.5 * min(1, scale)``), so thin lines survive shrinking; thin the strokes to
-      one pixel with Zhang-Suen thinning, like Canny edges.
+    - ``"edges"``: the ink is each pixel's largest per-channel distance from the paper colour (the
+      per-channel median), so dark, light or coloured lines on any paper all count; ink above half
+      its maximum is a line; resize with INTER_AREA and re-threshold at half the coverage a one-pixel
+      line keeps (``0.5 * min(1, scale)``), so thin lines survive shrinking; thin the strokes (thick
+      lines too) to one pixel with Zhang-Suen thinning, like Canny edges.
     - ``"labels"``: grayscale; resize with INTER_NEAREST; snap each pixel to the nearest of the
       levels 0, 1/3, 2/3, 1.
     """
     _check_kind(kind)
-    gray = _drawing_to_gray(image, background=1.0 if kind == "edges" else 0.0)
+    rgb = _drawing_to_array(image, background=1.0 if kind == "edges" else 0.0)
     if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1):
         raise InvalidInputError(f"normalize_drawing expects size to be a positive integer or None, got {size!r}")
-    h, w = gray.shape
-    out_h, out_w = (int(size), int(size)) if size is not None else (h, w)
     if kind == "labels":
+        gray = rgb[..., 0] if rgb.shape[2] == 1 else cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+        gray = _pad_square(gray.astype(np.float32), 0.0) if size is not None else gray
+        h, w = gray.shape
+        out_h, out_w = (int(size), int(size)) if size is not None else (h, w)
         resized = cv2.resize(gray, (out_w, out_h), interpolation=cv2.INTER_NEAREST)
         idx = np.abs(resized[..., None] - _LEVELS).argmin(axis=-1)
         return _LEVELS[idx][None, None].astype(np.float32)
-    if np.median(gray) > 0.5:
-        gray = 1.0 - gray
-    binary = (gray > 0.5).astype(np.float32)
+    paper = np.median(rgb.reshape(-1, rgb.shape[2]), axis=0)
+    ink = np.abs(rgb - paper).max(axis=2)
+    peak = float(ink.max())
+    binary = (ink > 0.5 * peak).astype(np.float32) if peak > 0.05 else np.zeros(ink.shape, np.float32)
+    if size is not None:
+        binary = _pad_square(binary, 0.0)
+    h, w = binary.shape
+    out_h, out_w = (int(size), int(size)) if size is not None else (h, w)
     resized = cv2.resize(binary, (out_w, out_h), interpolation=cv2.INTER_AREA)
     scale = min(out_h / h, out_w / w)
     binary = resized > 0.5 * min(1.0, scale) - 1e-6
     return thin(binary).astype(np.float32)[None, None]
+
+
+def _pad_square(img: np.ndarray, value: float) -> np.ndarray:
+    """img [H,W] centred in a square of side max(H, W), padded with `value`."""
+    h, w = img.shape
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    return cv2.copyMakeBorder(img, top, side - h - top, left, side - w - left, cv2.BORDER_CONSTANT, value=value)
 
 
 def thin(mask: np.ndarray) -> np.ndarray:
@@ -177,8 +195,9 @@ def _to_uint8_batch(images: np.ndarray, name: str) -> np.ndarray:
     return np.rint((np.clip(arr[:, 0], -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
 
 
-def _drawing_to_gray(image: np.ndarray, background: float) -> np.ndarray:
-    """A drawing (uint8 or float in [0,1], [H,W] or [H,W,1|3|4]) as float32 grayscale [H,W] in [0,1]."""
+def _drawing_to_array(image: np.ndarray, background: float) -> np.ndarray:
+    """A drawing (uint8 or float in [0,1], [H,W] or [H,W,1|3|4]) as float32 [H,W,1] or RGB [H,W,3] in [0,1]
+    (alpha composited onto `background`)."""
     arr = np.asarray(image)
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
@@ -200,12 +219,12 @@ def _drawing_to_gray(image: np.ndarray, background: float) -> np.ndarray:
     else:
         raise InvalidInputError(f"normalize_drawing expects a uint8 or float image, got dtype {arr.dtype}")
     if arr.ndim == 2:
-        return arr
-    gray = cv2.cvtColor(np.ascontiguousarray(arr[:, :, :3]), cv2.COLOR_RGB2GRAY)
+        return arr[:, :, None]
+    rgb = np.ascontiguousarray(arr[:, :, :3])
     if arr.shape[2] == 4:
-        alpha = arr[:, :, 3]
-        gray = gray * alpha + background * (1.0 - alpha)
-    return gray.astype(np.float32)
+        alpha = arr[:, :, 3:4]
+        rgb = rgb * alpha + background * (1.0 - alpha)
+    return rgb.astype(np.float32)
 
 
 def _check_kind(kind: str) -> None:

@@ -16,7 +16,8 @@ import numpy as np
 
 from .errors import InvalidInputError, ModelMismatchError
 
-__all__ = ["as_sketch_batch", "check_schedule", "check_seed", "describe"]
+__all__ = ["as_sketch_batch", "check_schedule", "check_seed", "check_sketch_content", "check_steps", "describe",
+           "integer_sketch_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -41,15 +42,18 @@ def _fail(name: str, got: str, detail: str = "") -> InvalidInputError:
     return InvalidInputError(f"{msg} ({detail})" if detail else msg)
 
 
-def as_sketch_batch(x: object, *, resolution: int | None = None, name: str = "sketches") -> np.ndarray:
+def as_sketch_batch(x: object, *, resolution: int | None = None, name: str = "sketches",
+                    kind: str | None = None) -> np.ndarray:
     """Validate a sketch batch and return it as a new C-contiguous float32 array [B,1,H,W] in [0, 1].
 
     Accepted inputs (rank 2 = one image, rank 3 = a batch, rank 4 must have one channel):
 
-    * ``uint8`` [B,H,W], [H,W] (or [B,1,H,W]): divided by 255.
-    * other integer dtypes with all values in 0..255: treated exactly like uint8
-      (divided by 255); values outside 0..255 are rejected.
-    * ``bool``: False/True become 0.0/1.0.
+    * integer (any integer dtype, uint8 included) and ``bool`` arrays follow one rule, per array
+      (:func:`integer_sketch_values`): values all in 0..3 are a map (an edge map 0/1, or a label
+      map 0 bg, 1 RV, 2 MYO, 3 LV read as label / 3); else values in 0..255 are 8-bit intensities
+      (divided by 255); else uint16 is divided by 65535; anything else is rejected.
+      ``kind`` ("edges" / "labels", the model's) settles a 0/1 map: 0/1 for edges, label / 3 for
+      labels; a 0..3 map with labels 2 or 3 for an edges model is a ModelMismatchError.
     * ``float16/32/64`` [B,1,H,W], [B,H,W] or [H,W] with values in [0, 1]; values within
       1e-6 outside the range are clipped, NaN/inf and other values are rejected.
     * a list/tuple of 2-D numpy arrays of equal shape (each converted by the rules above,
@@ -57,16 +61,18 @@ def as_sketch_batch(x: object, *, resolution: int | None = None, name: str = "sk
 
     If ``resolution`` is given, H and W must both equal it (else ModelMismatchError).
     """
+    if kind is not None and kind not in _KINDS:
+        raise InvalidInputError(f"kind: expected one of {_KINDS} or None, got {kind!r}")
     if isinstance(x, (list, tuple)):
-        batch = _stack_list(x, name)
+        batch = _stack_list(x, name, kind)
     else:
-        batch = _single_array(x, name)
+        batch = _single_array(x, name, kind)
     if resolution is not None:
         _check_resolution(batch, resolution, name)
     return batch
 
 
-def _stack_list(items: Sequence[object], name: str) -> np.ndarray:
+def _stack_list(items: Sequence[object], name: str, kind: str | None = None) -> np.ndarray:
     if len(items) == 0:
         raise _fail(name, f"an empty {type(items).__name__}", "the batch must hold at least one image")
     converted = []
@@ -80,11 +86,11 @@ def _stack_list(items: Sequence[object], name: str) -> np.ndarray:
                 f"{name}: all images in a list must share one shape [H,W], "
                 f"got {tuple(items[0].shape)} at index 0 and {tuple(item.shape)} at index {i}"
             )
-        converted.append(_single_array(item, f"{name}[{i}]"))
+        converted.append(_single_array(item, f"{name}[{i}]", kind))
     return np.ascontiguousarray(np.concatenate(converted, axis=0))
 
 
-def _single_array(x: object, name: str) -> np.ndarray:
+def _single_array(x: object, name: str, sketch_kind: str | None = None) -> np.ndarray:
     if not isinstance(x, np.ndarray):
         hint = "convert it with np.asarray(...)"
         if hasattr(x, "__array__") or hasattr(x, "numpy"):
@@ -107,23 +113,47 @@ def _single_array(x: object, name: str) -> np.ndarray:
         raise _fail(name, got, "the batch is empty (B == 0)")
     if x.shape[2] == 0 or x.shape[3] == 0:
         raise _fail(name, got, "the images have zero size")
-    if kind == "b":
-        return x.astype(np.float32)
-    if kind in "iu":
-        return _from_integer(x, name, got)
+    if kind in "biu":
+        return integer_sketch_values(x, sketch_kind, name, got)
     return _from_float(x, name, got)
 
 
-def _from_integer(x: np.ndarray, name: str, got: str) -> np.ndarray:
-    if x.dtype != np.uint8:
-        lo, hi = int(x.min()), int(x.max())
-        if lo < 0 or hi > 255:
-            raise _fail(
-                name, got, f"integer sketches must hold values in 0..255 like uint8; found min {lo}, max {hi}"
+_KINDS = ("edges", "labels")
+MAP_MAX = 3  # integer sketches with all values <= 3 are maps (edge 0/1, labels 0..3), not intensities
+
+
+def integer_sketch_values(x: np.ndarray, kind: str | None, name: str, got: str | None = None) -> np.ndarray:
+    """The one rule for integer and bool sketches (API and every reader): float32 in [0, 1].
+
+    Values all in 0..3: a map. With kind "labels" (or kind None and a value 2 or 3) a label map, read
+    as label / 3; with kind "edges" (or None and only 0/1) an edge map, read as 0/1; labels 2..3 for an
+    edges model raise ModelMismatchError. Else values in 0..255: 8-bit intensities / 255. Else uint16:
+    / 65535. Negative values, or other dtypes above 255: InvalidInputError.
+    """
+    got = got or describe(x)
+    if x.size == 0:
+        return x.astype(np.float32)
+    lo, hi = int(x.min()), int(x.max())
+    if lo < 0:
+        raise _fail(name, got, f"integer sketches must hold 0/1 edges, 0..3 labels or 0..255 intensities (or uint16 "
+                               f"0..65535), never negative values; found min {lo}, max {hi}")
+    if hi <= MAP_MAX:
+        if kind == "edges" and hi > 1:
+            raise ModelMismatchError(
+                f"{name}: integer values 0..{hi} are a label map (0 bg, 1 RV, 2 MYO, 3 LV) but the model takes "
+                "edge sketches (expected 0/1 or 0..255); use a labels model or make edges with cf.sketch.canny"
             )
-    out = x.astype(np.float32)
-    out /= np.float32(255.0)
-    return out
+        if kind == "labels" or (kind is None and hi > 1):
+            return x.astype(np.float32) / np.float32(MAP_MAX)
+        return x.astype(np.float32)
+    if hi <= 255:
+        out = x.astype(np.float32)
+        out /= np.float32(255.0)
+        return out
+    if x.dtype == np.uint16:
+        return x.astype(np.float32) / np.float32(65535.0)
+    raise _fail(name, got, f"integer sketches must hold 0/1 edges, 0..3 labels, 0..255 intensities (any integer "
+                           f"dtype) or uint16 0..65535; found min {lo}, max {hi}")
 
 
 def _from_float(x: np.ndarray, name: str, got: str) -> np.ndarray:
@@ -224,3 +254,75 @@ def check_label_values(labels: np.ndarray, who: str) -> np.ndarray:
             f"{who} expects labels in 0..{NUM_LABELS - 1} (0 bg, 1 RV, 2 MYO, 3 LV), got values in {lab.min()}..{lab.max()}"
         )
     return lab.astype(np.uint8)
+
+
+def check_steps(steps: object, max_steps: int | None = None, allow_unvalidated: bool = False) -> int:
+    """Validate the number of encoder evaluations: an int >= 1, and at most `max_steps` (the largest count the
+    model was validated for) unless `allow_unvalidated`."""
+    steps = _check_int(steps, "steps", "an int >= 1 (number of network evaluations)")
+    if steps < 1:
+        raise InvalidInputError(f"steps: expected an int >= 1 (number of network evaluations), got {steps}")
+    if max_steps is not None and steps > max_steps and not allow_unvalidated:
+        raise InvalidInputError(
+            f"steps: this model was validated for at most {max_steps} steps (ModelConfig.max_steps), got {steps}; "
+            "pass allow_unvalidated_steps=True (CLI: --allow-unvalidated-steps) to run it anyway"
+        )
+    return steps
+
+
+_LABEL_LEVELS = np.array([1 / 3, 2 / 3], dtype=np.float32)
+_BRIGHT_SHARE = 0.5  # an edge sketch whose pixels are mostly bright is a drawing on light paper
+_LEVEL_SHARE = 0.01  # pixels at the label levels 1/3, 2/3 that make an edges input a label map
+_INTERIOR_SHARE = 0.2  # filled share of a binary map below which a labels input is an edge map
+
+
+def check_sketch_content(x: np.ndarray, kind: str, declared: bool = False, name: str = "sketches") -> None:
+    """Refuse sketches that are plausible-looking garbage for a `kind` model (the model's sketch kind).
+
+    x: float32 [B,1,H,W] in [0, 1] (or uint8, read as value / 255). For "edges": a sketch whose pixels are
+    mostly bright (> 50% above 0.5) is dark lines on light paper (InvalidInputError with the drawing hint).
+    Unless the input's kind was `declared`: an edges model refuses a label map (> 1% of the pixels at the
+    levels 1/3 or 2/3 and nothing off the four label levels), a labels model refuses an edge map (a binary
+    0/1 sketch whose bright pixels are thin lines: < 20% of them have all four neighbours bright).
+    Both raise ModelMismatchError naming the kind that was expected.
+    """
+    v = np.asarray(x)
+    v = v.astype(np.float32) / np.float32(255.0) if v.dtype == np.uint8 else v
+    v = v.reshape(len(v), v.shape[-2], v.shape[-1])
+    on = v > 0.5
+    if kind == "edges":
+        bright = on.mean(axis=(1, 2))
+        if (bright > _BRIGHT_SHARE).any():
+            i = int(np.argmax(bright))
+            raise InvalidInputError(
+                f"{name}[{i}]: {bright[i]:.0%} of its pixels are bright, but an edge sketch is thin bright lines on a "
+                "black background; for a drawing with dark lines on light paper (or coloured or thick lines) use "
+                "cf.sketch.normalize_drawing(image, 'edges', size=...) (CLI: --drawing)"
+            )
+    if declared:
+        return
+    if kind == "edges":
+        near = np.abs(v[..., None] - _LABEL_LEVELS).min(axis=-1) < 1e-3
+        on_levels = near | (v < 1e-3) | (v > 1 - 1e-3)
+        mid = near.mean(axis=(1, 2))
+        hits = (mid > _LEVEL_SHARE) & on_levels.all(axis=(1, 2))
+        if hits.any():
+            i = int(np.argmax(hits))
+            raise ModelMismatchError(
+                f"{name}[{i}]: looks like a label sketch (filled regions at the levels 0, 1/3, 2/3, 1) but the model "
+                "takes edge sketches (thin bright lines); use a labels model, or declare sketch_kind='edges' "
+                "(CLI: --sketch-kind edges) if it really is an edge sketch"
+            )
+    elif kind == "labels":
+        binary = ((v < 1e-3) | (v > 1 - 1e-3)).all(axis=(1, 2))
+        interior = on[:, 1:-1, 1:-1] & on[:, :-2, 1:-1] & on[:, 2:, 1:-1] & on[:, 1:-1, :-2] & on[:, 1:-1, 2:]
+        count = on.sum(axis=(1, 2))
+        filled = interior.sum(axis=(1, 2)) / np.maximum(count, 1)
+        hits = binary & (count > 0) & (filled < _INTERIOR_SHARE)
+        if hits.any():
+            i = int(np.argmax(hits))
+            raise ModelMismatchError(
+                f"{name}[{i}]: looks like an edge sketch (thin binary lines) but the model takes label sketches "
+                "(filled label maps 0 bg, 1 RV, 2 MYO, 3 LV, read as label / 3); use an edges model, or declare "
+                "sketch_kind='labels' (CLI: --sketch-kind labels) if it really is a label sketch"
+            )

@@ -13,6 +13,7 @@ from ..errors import ModelMismatchError
 PARITY_TIMES = (1.0, 0.75, 0.5, 0.25, 0.05)
 FP32_MAX_ABS_ERROR = 1e-4  # gate of fp32 engines: max abs error on the model range [-1, 1]
 FP16_MIN_PSNR_DB = 40.0  # gate of fp16 engines: PSNR over the data range 2
+REDUCED_MIN_PSNR_DB = 35.0  # gate of the CPU's reduced-precision engines (bf16, int8): PSNR over the data range 2
 
 
 @dataclass
@@ -75,7 +76,9 @@ def gate_limits(precision: str) -> dict[str, float]:
         return {"max_abs_error": FP32_MAX_ABS_ERROR}
     if precision == "fp16":
         return {"min_psnr_db": FP16_MIN_PSNR_DB}
-    raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
+    if precision in ("bf16", "int8", "reduced"):  # "reduced": any engine that reorders or rounds fp32 (OpenVINO)
+        return {"min_psnr_db": REDUCED_MIN_PSNR_DB}
+    raise ValueError(f"precision must be 'fp32', 'fp16', 'bf16', 'int8' or 'reduced', got {precision!r}")
 
 
 def describe_gate(report: ParityReport, precision: str) -> str:

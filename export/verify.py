@@ -55,14 +55,16 @@ def _is_checkpoint(folder: Path) -> bool:
 
 def find_reference(engine: Path, meta: dict[str, str], reference_model_dir: str | Path | None = None) -> Path:
     """The source checkpoint folder: the explicit argument, else the engine's own folder when it holds one,
-    else the source path recorded at export."""
+    else the source folder recorded at export (its name: looked up beside the engine's folder and in the
+    working directory; engines of older versions recorded a full path)."""
     if reference_model_dir is not None:
         ref = Path(reference_model_dir)
         if not _is_checkpoint(ref):
             raise ModelNotAvailableError(f"{ref} is not a model folder ({CONFIG_FILENAME} + {_WEIGHTS})")
         return ref
     recorded = meta.get(contract.META_SOURCE_PATH)
-    for ref in (engine.parent, Path(recorded) if recorded else None):
+    looks = [engine.parent] + ([engine.parent.parent / recorded, Path(recorded)] if recorded else [])
+    for ref in looks:
         if ref is not None and _is_checkpoint(ref):
             return ref
     raise ModelNotAvailableError(f"verifying {engine} needs its source checkpoint: none in {engine.parent} nor at the "
@@ -92,7 +94,8 @@ def verify_engine(path: str | Path, reference_model_dir: str | Path | None = Non
                                  f"engine {engine.config}, checkpoint {reference.config}")
     parity = check_parity(engine, reference, engine.config.resolution)
     report = VerifyReport(**vars(parity), engine=str(path), backend=engine.name,
-                          precision=meta.get(contract.META_PRECISION, "fp32"), reference_dir=str(ref_dir),
+                          precision=getattr(engine, "gate_precision", meta.get(contract.META_PRECISION, "fp32")),
+                          reference_dir=str(ref_dir),
                           source_sha256_expected=meta.get(contract.META_SOURCE_SHA256),
                           source_sha256_actual=contract.file_sha256(ref_dir / _WEIGHTS))
     if not report.source_matches:

@@ -40,7 +40,8 @@ def test_metadata_round_trip(trained_model_dir, onnx_model):
     assert meta[contract.META_PRECISION] == "fp32" and len(meta[contract.META_SOURCE_SHA256]) == 64
     assert meta[contract.META_FORMAT] == "onnx"
     assert meta[contract.META_SOURCE_SHA256] == contract.file_sha256(trained_model_dir / "model.safetensors")
-    assert meta[contract.META_SOURCE_PATH] == str(trained_model_dir.resolve())
+    assert meta[contract.META_SOURCE_PATH] == trained_model_dir.resolve().name  # no build-machine path
+    assert not [k for k, v in meta.items() if str(trained_model_dir.resolve().parent) in v]
     assert proto.opset_import[0].version >= 17
     enc = OnnxRuntimeEncoder(onnx_model, device="cpu")
     assert enc.config == TorchEncoder(trained_model_dir).config
@@ -112,11 +113,16 @@ def test_verify_passes_and_rejects_a_perturbed_engine(trained_model_dir, onnx_mo
     assert report.passed and report.source_matches and report.backend == "onnxruntime-cpu"
     assert report.precision == "fp32" and report.max_abs_error <= 1e-4
     broken = _perturb_output_conv(onnx_model, tmp_path / "broken.onnx", 0.05)
-    report = verify_engine(broken, reference_model_dir=trained_model_dir)  # its recorded source is found too
+    report = verify_engine(broken, reference_model_dir=trained_model_dir)
     assert report.source_matches and not report.gate_passed and not report.passed
     assert report.max_abs_error > 1e-4 and "FAILED" in report.summary()
     with pytest.raises(ModelMismatchError, match="verify failed: .*parity gate FAILED"):
-        verify_engine(broken, raise_on_failure=True)
+        verify_engine(broken, reference_model_dir=trained_model_dir, raise_on_failure=True)
+    # the engine records its source by name only (no build-machine path): found beside the engine's folder
+    beside = trained_model_dir.parent / "elsewhere"
+    beside.mkdir(exist_ok=True)
+    moved = _perturb_output_conv(onnx_model, beside / "broken.onnx", 0.05)
+    assert verify_engine(moved).source_matches
 
 
 def test_verify_needs_the_source_checkpoint(onnx_model, tmp_path):

@@ -109,6 +109,40 @@ def test_renoise_is_batch_invariant_through_first_sample(C, rng):
         assert bits_equal(full[lo:hi], part)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("shape", [(5, 1, 9, 11), (3, 1, 8, 8), (2, 1100)])
+def test_renoise_keys_native_equals_reference_and_is_position_free(C, rng, shape, dtype):
+    x0, x1 = batch(rng, shape, dtype)
+    t = rng.uniform(0, 1, shape[0]).astype(np.float32)
+    keys = np.array([0, 2**64 - 1, 12345678901234567890, 7, 7][:shape[0]], dtype=np.uint64)
+    got = kernels.renoise_keys(x0, x1, t, 0.6, keys, 3)
+    ref = kernels.renoise_keys_reference(x0, x1, t, 0.6, keys, 3)
+    if dtype == np.float32:
+        assert bits_equal(got, ref)
+    else:  # fp16: the native and reference kernels may differ by one fp16 ulp (as for renoise)
+        np.testing.assert_allclose(got.astype(np.float32), ref.astype(np.float32), rtol=2e-3, atol=2e-3)
+    for b in range(shape[0]):  # row b = a batch of one under its own key, sample counter 0
+        alone = native_renoise(C, x0[b:b + 1], x1[b:b + 1], t[b:b + 1], 0.6, int(keys[b]), 3, 0)
+        assert bits_equal(got[b:b + 1], alone)
+    order = np.arange(shape[0])[::-1].copy()  # any order or position: the same rows
+    assert bits_equal(kernels.renoise_keys(x0[order], x1[order], t[order], 0.6, keys[order], 3), got[order])
+    eps = kernels.normal_noise_keys_reference(x0.shape, keys, 3)
+    assert bits_equal(kernels.renoise_with_noise_reference(x0, x1, t, 0.6, eps), ref)
+
+
+def test_renoise_keys_in_place_fallback_and_bad_keys(C, rng, monkeypatch):
+    x0, x1 = batch(rng)
+    keys = np.array([3, 1, 4, 1], np.uint64)
+    want = kernels.renoise_keys_reference(x0, x1, np.full(4, 0.4, np.float32), 0.5, keys, 2)
+    inplace = x0.copy()
+    assert kernels.renoise_keys(inplace, x1, 0.4, 0.5, keys, 2, out=inplace) is inplace and bits_equal(inplace, want)
+    for bad in ([1, 2, 3], np.array([1, 2, 3, -4]), np.zeros((4, 1), np.uint64), [0.5] * 4):
+        with pytest.raises(InvalidInputError, match="keys must be"):
+            kernels.renoise_keys(x0, x1, 0.4, 0.5, bad, 2)
+    monkeypatch.setattr(kernels, "_native", lambda: None)  # numpy reference path
+    assert bits_equal(kernels.renoise_keys(x0, x1, 0.4, 0.5, keys, 2), want)
+
+
 def test_renoise_in_place(C, rng):
     x0, x1 = batch(rng)
     t = np.full(4, 0.3, np.float32)

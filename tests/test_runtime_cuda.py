@@ -1,8 +1,8 @@
 """The CUDA-graph runtime on a GPU (skipped without one): graph replays equal the same requests run eagerly.
 
 Exactness is checked three ways for every case: the runner's graph replay, the runner without graphs
-(same launches, no capture), and an independent composition of the public kernels with host-side seed and
-first_sample (kernels.renoise, not the device-params kernel). All three must agree bit for bit.
+(same launches, no capture), and an independent composition of the public kernels with host-side per-sample
+noise keys (kernels.renoise_keys, not the device-params kernel). All three must agree bit for bit.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from cheartflow_sdk import kernels
+from cheartflow_sdk import kernels, sampling
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(
@@ -33,7 +33,7 @@ def toy_encoder(x, t):
     return torch.tanh(1.7 * x) * (1 - tt) + tt * x - 0.1 * x.mean(dim=(1, 2, 3), keepdim=True)
 
 
-def reference(fn, x, steps, t_cols, seed, first, bucket, out_dtype):
+def reference(fn, x, steps, t_cols, seed, bucket, out_dtype):
     """The loop written directly with the public kernels on the default stream, padded like the runner."""
     n = len(x)
     with torch.no_grad():
@@ -45,10 +45,12 @@ def reference(fn, x, steps, t_cols, seed, first, bucket, out_dtype):
             xs[:n] = torch.from_numpy(x.reshape(n, 1, RES, RES)).cuda()
         x1 = kernels.preprocess(xs, np.float32)
         x0 = fn(x1, torch.ones(bucket, device="cuda")).float().contiguous()
+        keys = np.zeros(bucket, np.uint64)
+        keys[:n] = sampling.noise_keys(x, seed)
         for k in range(1, steps):
             t = torch.full((bucket,), 0.5, device="cuda")
             t[:n] = torch.from_numpy(np.ascontiguousarray(t_cols[k - 1])).cuda()
-            x_t = kernels.renoise(x0, x1, t, SIGMA, seed, k, first)
+            x_t = kernels.renoise_keys(x0, x1, t.cpu().numpy(), SIGMA, keys, k)
             x0 = fn(x_t, t).float().contiguous()
         out = kernels.postprocess(x0, out_dtype)
         torch.cuda.synchronize()
@@ -76,14 +78,14 @@ def modules(trained_model_dir):
     return {"fp32": m32, "fp16": copy.deepcopy(m32).half()}
 
 
-def _check_case(runner, eager_runner, fn, n, steps, seed, first, in_dtype, out_dtype):
+def _check_case(runner, eager_runner, fn, n, steps, seed, in_dtype, out_dtype):
     x = sketches(n, in_dtype, seed)
     cols = columns(steps, n, seed)
     sched = cols.T  # per-sample (n, steps - 1)
-    got = runner.run(x, steps, sched if steps > 1 else (), seed=seed, first_sample=first, dtype=out_dtype)
-    eager = eager_runner.run(x, steps, sched if steps > 1 else (), seed=seed, first_sample=first, dtype=out_dtype)
+    got = runner.run(x, steps, sched if steps > 1 else (), seed=seed, dtype=out_dtype)
+    eager = eager_runner.run(x, steps, sched if steps > 1 else (), seed=seed, dtype=out_dtype)
     bucket = min(b for b in runner.buckets if b >= n)
-    ref = reference(fn, x, steps, cols, seed, first, bucket, out_dtype)
+    ref = reference(fn, x, steps, cols, seed, bucket, out_dtype)
     assert got.shape == (n, 1, RES, RES) and got.dtype == np.dtype(out_dtype)
     np.testing.assert_array_equal(got, eager, err_msg=f"graph != eager (n={n}, steps={steps}, seed={seed})")
     np.testing.assert_array_equal(got, ref, err_msg=f"graph != kernels reference (n={n}, steps={steps}, seed={seed})")
@@ -97,16 +99,16 @@ def test_graph_replays_equal_eager_runs_for_many_requests(encoder, modules):
     runner = CudaGraphRunner(fn, RES, SIGMA, buckets=(1, 4, 8), capture_after=0)
     eager = CudaGraphRunner(fn, RES, SIGMA, buckets=(1, 4, 8), use_graphs=False)
     seen = {}
-    for i, (n, steps, seed, first, in_dt, out_dt) in enumerate([
-        (1, 1, 0, 0, np.uint8, np.uint8), (3, 2, 11, 0, np.uint8, np.uint8), (3, 2, 12, 0, np.uint8, np.uint8),
-        (3, 2, 11, 500, np.uint8, np.uint8), (8, 3, 5, 7, np.float32, np.float32), (4, 2, 2**64 - 1, 2**31, np.uint8, np.float32),
-        (1, 2, 11, 0, np.float32, np.uint8), (3, 2, 11, 0, np.uint8, np.uint8),
+    for i, (n, steps, seed, in_dt, out_dt) in enumerate([
+        (1, 1, 0, np.uint8, np.uint8), (3, 2, 11, np.uint8, np.uint8), (3, 2, 12, np.uint8, np.uint8),
+        (3, 2, [11, 12, 13], np.uint8, np.uint8), (8, 3, 5, np.float32, np.float32), (4, 2, 2**64 - 1, np.uint8, np.float32),
+        (1, 2, 11, np.float32, np.uint8), (3, 2, 11, np.uint8, np.uint8),
     ]):
-        seen[i] = _check_case(runner, eager, fn, n, steps, seed, first, in_dt, out_dt)
+        seen[i] = _check_case(runner, eager, fn, n, steps, seed, in_dt, out_dt)
     assert runner.graph_count >= 5 and eager.graph_count == 0
     np.testing.assert_array_equal(seen[1], seen[7])  # the same request again: the same images
     assert not np.array_equal(seen[1], seen[2])  # another seed replays the same graph with other noise
-    assert not np.array_equal(seen[1], seen[3])  # another first_sample too
+    assert not np.array_equal(seen[1][1:], seen[3][1:])  # per-sample seeds too (row 0 has seed 11 in both)
 
 
 def test_first_use_of_a_key_runs_eagerly_then_it_is_captured(modules):
@@ -122,13 +124,14 @@ def test_first_use_of_a_key_runs_eagerly_then_it_is_captured(modules):
         np.testing.assert_array_equal(a, other)
 
 
-def test_noise_is_keyed_by_global_sample_index(modules):
+def test_noise_is_keyed_by_the_sketch_not_its_position(modules):
     fn = modules["fp32"]
     runner = CudaGraphRunner(fn, RES, SIGMA, buckets=(8,), capture_after=0)
     x = sketches(8, np.uint8, 3)
     whole = runner.run(x, 2, (0.4,), seed=9)
-    part = runner.run(x[3:6], 2, (0.4,), seed=9, first_sample=3)  # same bucket (8): same kernels
+    part = runner.run(x[3:6], 2, (0.4,), seed=9)  # same bucket (8): same kernels
     np.testing.assert_array_equal(whole[3:6], part)
+    np.testing.assert_array_equal(whole[5:6], runner.run(x[5:6][::-1].copy(), 2, (0.4,), seed=9))
 
 
 def test_large_requests_are_chunked_and_stream_keeps_order(modules):
@@ -143,9 +146,9 @@ def test_large_requests_are_chunked_and_stream_keeps_order(modules):
     batches = [x[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     streamed = list(runner.stream(iter(batches), 2, (0.5,), seed=1))
     assert [len(s) for s in streamed] == sizes
-    # each batch's noise continues the sample numbering; chunks of the same bucket give the same images
+    # each sketch's noise is its own; chunks of the same bucket give the same images
     for out, a, b in zip(streamed, bounds[:-1], bounds[1:]):
-        np.testing.assert_array_equal(out, eager.run(x[a:b], 2, (0.5,), seed=1, first_sample=int(a)))
+        np.testing.assert_array_equal(out, eager.run(x[a:b], 2, (0.5,), seed=1))
 
 
 def test_stream_error_and_early_close_leave_the_runner_usable(modules):
@@ -182,8 +185,8 @@ def test_pipeline_on_gpu_uses_the_runner(trained_model_dir, phantom_set):
     np.testing.assert_allclose(out, cpu, atol=2e-2)  # GPU vs CPU: same noise, float rounding (TF32) apart
     assert np.abs(out - cpu).mean() < 2e-3
     streamed = list(pipe.stream([sk[:8], sk[:8]], steps=2, seed=3))
-    np.testing.assert_array_equal(streamed[0], out)  # same bucket, same first_sample 0
-    assert not np.array_equal(streamed[1], out)  # batch 2 continues the sample numbering
+    np.testing.assert_array_equal(streamed[0], out)  # same bucket, same sketches
+    np.testing.assert_array_equal(streamed[1], out)  # one sketch, one image: position in the stream does not matter
     u8 = list(pipe.stream([(sk[:, 0] * 255).astype(np.uint8)], steps=1, dtype=np.uint8))[0]
     assert u8.dtype == np.uint8 and u8.shape == (8, 1, RES, RES)
     with pytest.raises(cf.InvalidInputError, match="stream batch 1"):

@@ -97,8 +97,8 @@ def test_normalize_drawing_edges_dark_on_light():
     assert out.shape == (1, 1, 128, 128) and out.dtype == np.float32
     assert set(np.unique(out)) == {0.0, 1.0}
     assert out[0, 0, 0, 0] == 0 and out.mean() < 0.1  # inverted: background 0, lines 1
-    # the strokes are thinned to about one pixel: two circles of radii ~30 and ~45 px at 128
-    # (after the 320 -> 128 horizontal squeeze they are ellipses, perimeter about 2 x 240 px)
+    # the strokes are thinned to about one pixel: the 256x320 drawing is padded to 320x320 (never stretched),
+    # so the circles of radii 60 and 90 become circles of radii 24 and 36 px at 128 (perimeters ~150 + ~225)
     assert 250 < out.sum() < 700
     eroded = cv2.erode(out[0, 0].astype(np.uint8), np.ones((2, 2), np.uint8))
     assert eroded.sum() < 0.1 * out.sum()  # almost no 2x2 blocks of line

@@ -286,10 +286,13 @@ def test_write_stage_layout(dtype):
     layout = StageLayout.make(bucket, steps, r * r * np.dtype(dtype).itemsize)
     assert layout.input_offset % 256 == 0 and layout.input_offset >= 16 + 4 * (steps - 1) * bucket
     stage = np.full(layout.total_bytes, 0xAB, np.uint8)
-    nbytes = write_stage(stage, layout, x, t, seed=2**64 - 1, first_sample=123)
+    keys = np.array([2**64 - 1, 1, 2, 3, 123], dtype=np.uint64)
+    nbytes = write_stage(stage, layout, x, t, keys)
     assert nbytes == layout.input_offset + n * layout.row_bytes
-    assert stage[:16].view(np.uint64).tolist() == [2**64 - 1, 123]
-    tt = stage[16:16 + layout.t_bytes].view(np.float32).reshape(steps - 1, bucket)
+    assert layout.t_offset == 16 * bucket
+    params = stage[:16 * bucket].view(np.uint64).reshape(bucket, 2)
+    assert params[:, 0].tolist() == keys.tolist() + [0] * (bucket - n) and (params[:, 1] == 0).all()
+    tt = stage[layout.t_offset:layout.t_offset + layout.t_bytes].view(np.float32).reshape(steps - 1, bucket)
     np.testing.assert_array_equal(tt[:, :n], t)
     assert (tt[:, n:] == 0.5).all()
     got = stage[layout.input_offset:nbytes].view(dtype).reshape(x.shape)
@@ -366,8 +369,11 @@ def _fake_kernels(torch, device_params: bool):
         seed, first = (int(v) for v in params.view(torch.int64).numpy().view(np.uint64))
         return renoise(x0, x1, t, sigma, seed, offset, first, out)
 
+    def renoise_keys(x0, x1, t, sigma, keys, offset, out=None, *, stream=None):
+        return back(real.renoise_keys(x0.numpy(), x1.numpy(), np.asarray(t), sigma, keys, offset), out)
+
     ns = types.SimpleNamespace(preprocess=preprocess, postprocess=postprocess, renoise=renoise,
-                               cuda_available=lambda: True)
+                               renoise_keys=renoise_keys, cuda_available=lambda: True)
     if device_params:
         ns.renoise_device_params = renoise_device_params
     return ns
@@ -415,7 +421,7 @@ def cpu_runner(monkeypatch):
     return make
 
 
-def _numpy_reference(fn, x, steps, schedule, seed, first, dtype):
+def _numpy_reference(fn, x, steps, schedule, seed, dtype):
     """The numpy sampler (the synthesize path) over the same torch callable."""
     import torch
 
@@ -425,7 +431,7 @@ def _numpy_reference(fn, x, steps, schedule, seed, first, dtype):
         with torch.no_grad():
             return fn(torch.from_numpy(xx), torch.from_numpy(np.asarray(tt, np.float32))).numpy()
 
-    noise = sampling.PhiloxNoise(seed=seed, sigma=0.5, first_sample=first)
+    noise = sampling.PhiloxNoise(keys=sampling.noise_keys(x, seed), sigma=0.5)
     return kernels.postprocess(sampling.sample(encoder, kernels.preprocess(x), steps, schedule, noise), dtype)
 
 
@@ -440,17 +446,17 @@ def test_runner_bookkeeping_matches_the_numpy_sampler(cpu_runner, device_params,
 
     runner = cpu_runner(device_params=device_params, buckets=(1, 4, 8), use_graphs=use_graphs, capture_after=0)
     fn = _toy(torch)
-    cases = [(1, 1, 0, 0, np.uint8, np.uint8), (3, 2, 11, 0, np.uint8, np.float32), (3, 2, 12, 5, np.uint8, np.uint8),
-             (8, 3, 2**64 - 1, 2**31, np.float32, np.float32), (11, 2, 4, 9, np.uint8, np.uint8),  # 11: chunks 8 + 3
-             (3, 2, 11, 0, np.float32, np.uint8), (2, 3, 7, 1, np.uint8, np.uint8)]
-    for n, steps, seed, first, in_dt, out_dt in cases:
-        x = _u8(n, seed % 97)
+    cases = [(1, 1, 0, np.uint8, np.uint8), (3, 2, 11, np.uint8, np.float32), (3, 2, 12, np.uint8, np.uint8),
+             (8, 3, 2**64 - 1, np.float32, np.float32), (11, 2, 4, np.uint8, np.uint8),  # 11: chunks 8 + 3
+             (3, 2, 11, np.float32, np.uint8), (2, 3, 7, np.uint8, np.uint8), (5, 2, [1, 2, 3, 4, 5], np.uint8, np.uint8)]
+    for n, steps, seed, in_dt, out_dt in cases:
+        x = _u8(n, n + steps)
         xin = x if in_dt == np.uint8 else (x[:, None] / np.float32(255)).astype(np.float32)
         sched = np.random.default_rng(n).uniform(0.1, 0.9, (n, steps - 1)).astype(np.float32) if steps > 1 else ()
-        got = runner.run(xin, steps, sched, seed=seed, first_sample=first, dtype=out_dt)
-        want = _numpy_reference(fn, xin, steps, sched, seed, first, out_dt)
+        got = runner.run(xin, steps, sched, seed=seed, dtype=out_dt)
+        want = _numpy_reference(fn, xin, steps, sched, seed, out_dt)
         assert got.dtype == np.dtype(out_dt) and got.shape == (n, 1, RES, RES)
-        np.testing.assert_array_equal(got, want, err_msg=f"n={n} steps={steps} seed={seed} first={first}")
+        np.testing.assert_array_equal(got, want, err_msg=f"n={n} steps={steps} seed={seed}")
     graphs = runner.graph_count
     if not use_graphs:
         assert graphs == 0
@@ -488,7 +494,7 @@ def test_runner_stream_order_chunks_polling_errors_and_close(cpu_runner):
     sizes = [1, 3, 6, 1, 1]  # 6 > the largest bucket: two chunks
     bounds = np.cumsum([0] + sizes)
     batches = [x[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-    want = _numpy_reference(_toy(torch), x[:bounds[-1]], 2, (0.5,), 8, 0, np.uint8)
+    want = _numpy_reference(_toy(torch), x[:bounds[-1]], 2, (0.5,), 8, np.uint8)
     for source in (iter(batches), Prefetcher(batches, lambda i, b: b, depth=2)):  # blocking and polled inputs
         out = list(runner.stream(source, 2, (0.5,), seed=8, dtype=np.uint8))
         assert [len(o) for o in out] == sizes
@@ -508,7 +514,7 @@ def test_runner_stream_order_chunks_polling_errors_and_close(cpu_runner):
     next(gen)
     gen.close()
     assert all(slot.job is None for slot in runner._slots)  # abandoned chunks were waited for, slots are free
-    np.testing.assert_array_equal(runner.run(x[:4], 1), _numpy_reference(_toy(torch), x[:4], 1, (), 0, 0, np.float32))
+    np.testing.assert_array_equal(runner.run(x[:4], 1), _numpy_reference(_toy(torch), x[:4], 1, (), 0, np.float32))
 
 
 def test_pipeline_over_a_runner_equals_the_numpy_pipeline(cpu_runner, sketches):

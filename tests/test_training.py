@@ -32,7 +32,7 @@ def test_curriculum_doubles_to_the_end():
 
 
 def test_grid_and_pairs():
-    cfg = TrainConfig(grid="power", grid_rho=2.0)
+    cfg = TrainConfig(grid="power", grid_rho=2.0, pair_schedule="adjacent", pair_weighting="inverse_gap")
     g = discretization.grid(4, cfg)
     np.testing.assert_allclose(g.numpy(), [0, 1 / 16, 1 / 4, 9 / 16, 1])
     t1, t2, w = discretization.sample_pairs(1000, 4, cfg, torch.Generator().manual_seed(0))

@@ -297,6 +297,25 @@ def provenance(argv: Sequence[str] | None = None) -> dict[str, Any]:
     return info
 
 
+def carried_rows(path: str | Path, kinds: Sequence[str], methods: Sequence[str] = tuple(BASELINE_NAMES.values())
+                 ) -> tuple[list[dict[str, Any]], str]:
+    """The rows of `methods` (the baselines) for `kinds` from an earlier report's results.json, each marked with
+    ``carried_from``, and the note that says where they come from."""
+    import json
+
+    path = Path(path)
+    try:
+        earlier = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--carry-baselines: cannot read {path} as a report's results.json ({exc})") from exc
+    rows = [{**r, "carried_from": str(path)} for r in earlier
+            if r.get("method") in methods and r.get("sketch") in kinds and not _is_sweep(r)]
+    note = (f"{', '.join(sorted({r['method'] for r in rows}))} rows are carried from {path} (an earlier run of this "
+            "report on the same split, slices, seed and metrics): their weights are not in the repository, so they "
+            "were not synthesized again and have no grid column")
+    return rows, note
+
+
 def _parse_kv(items: Sequence[str], what: str) -> dict[str, str]:
     out = {}
     for item in items:
@@ -340,18 +359,21 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
                   t1_values: Sequence[float] = (), seed: int = 0, inception_weights: str | None = None,
                   lpips_weights: str | None = None, device: str = "cpu", split: str = "test", n_samples: int = 6,
                   subset_per_patient: int | None = None, subset_min_nfe: int = 100,
-                  notes: list[str] | None = None, cache: Any = None) -> tuple[list[dict[str, Any]], dict[str, tuple]]:
+                  notes: list[str] | None = None, cache: Any = None, steps: Sequence[int] = (1, 2),
+                  budget_models: Sequence[tuple[str, str, Any]] = ()) -> tuple[list[dict[str, Any]], dict[str, tuple]]:
     """Evaluate every available method and return (rows, grids) for :func:`write_report`.
 
     models: sketch kind -> loaded Pipeline (missing kinds are left out); baselines: callables with
     ``kind``, ``sketch_kind`` and ``steps`` attributes (see :func:`baseline_method`); extra_methods:
     :class:`cheartflow_sdk.evaluation.Method` objects. Order per sketch kind: pix2pix, iDDPM (by NFE),
-    extra methods, cHeartFlow 1-step, cHeartFlow 2-step; then the t_1 sweep.
+    extra methods, cHeartFlow one-step rows of ``budget_models`` ((sketch kind, budget label, Pipeline):
+    checkpoints kept after a given training time, to compare at the baselines' budgets), cHeartFlow at
+    each of ``steps`` (2 steps at the model's default t_1, k > 2 at evenly spaced t_k); then the t_1 sweep.
 
     subset_per_patient: when given, methods with NFE >= ``subset_min_nfe`` (iDDPM) are scored only on
     that many slices per patient, and every method of that sketch kind is scored on the same subset
-    too (rows with ``subset``), so the costly methods are compared on equal terms; the grid of that kind
-    then comes from the subset, where all methods ran.
+    too (rows with ``subset``), so the costly methods (or rows carried from an earlier report) are
+    compared on equal terms; the grid of a kind with costly methods comes from the subset, where all ran.
 
     cache: a :class:`cheartflow_sdk.synthesis_cache.SynthesisCache` (or folder) for the images of methods
     with a ``cache_key`` (the cHeartFlow ones always have one).
@@ -377,13 +399,16 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
         methods = sorted((m for m in baselines if getattr(m, "sketch", None) == kind),
                          key=lambda m: (m.name != "pix2pix", m.nfe))
         methods += [m for m in extra_methods if m.sketch == kind]
+        methods += [Method(f"cHeartFlow 1-step ({label})", kind, 1, pipeline_method(p, 1, seed=seed),
+                           {"seed": seed, "budget": label}, cache_key=pipeline_cache_key(p, 1, seed=seed))
+                    for k, label, p in budget_models if k == kind]
         pipe = models.get(kind)
         if pipe is not None:
-            sched = tuple(pipe.config.default_schedule) or (0.5,)
-            methods += [Method("cHeartFlow 1-step", kind, 1, pipeline_method(pipe, 1, seed=seed), {"seed": seed},
-                               cache_key=pipeline_cache_key(pipe, 1, seed=seed)),
-                        Method("cHeartFlow 2-step", kind, 2, pipeline_method(pipe, 2, sched, seed=seed),
-                               {"seed": seed, "t1": sched[0]}, cache_key=pipeline_cache_key(pipe, 2, sched, seed=seed))]
+            for nfe in steps:
+                sched = _schedule_for(pipe, nfe)
+                extra = {"seed": seed, **({"t1": sched[0]} if nfe == 2 else {"schedule": list(sched)} if sched else {})}
+                methods.append(Method(f"cHeartFlow {nfe}-step", kind, nfe, pipeline_method(pipe, nfe, sched or None, seed=seed),
+                                      extra, cache_key=pipeline_cache_key(pipe, nfe, sched or None, seed=seed)))
         if not methods:
             notes.append(f"no method available for {kind} sketches")
             continue
@@ -392,7 +417,7 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
         rows += full_rows
         if samples:
             grids[kind] = (ev.sketches(kind)[ev.sample_indices], ev.real01[ev.sample_indices], samples)
-        if costly:
+        if subset_per_patient:
             if sub_ev is None:
                 idx = per_patient_indices(slices.patients, subset_per_patient)
                 sub_ev = Evaluator(slices.subset(idx), **common)
@@ -402,7 +427,7 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
                              "on that subset too, in its own table")
             sub_rows, sub_samples = _evaluate_methods(sub_ev, methods, kind, notes, subset=subset_label)
             rows += sub_rows
-            if sub_samples:
+            if sub_samples and costly:
                 grids[kind] = (sub_ev.sketches(kind)[sub_ev.sample_indices], sub_ev.real01[sub_ev.sample_indices],
                                sub_samples)
         if pipe is not None and t1_values:
@@ -415,6 +440,13 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
         if sub_ev is not None:
             rows.append({**sub_ev.reference_row(), "subset": subset_label})
     return rows + sweep_rows, grids
+
+
+def _schedule_for(pipe: Any, steps: int) -> tuple[float, ...]:
+    """The re-noise times of a `steps`-step row: the model's default t_1 for two steps, else evenly spaced."""
+    if steps == 2:
+        return tuple(pipe.config.default_schedule) or (0.5,)
+    return tuple(round(float(t), 6) for t in np.linspace(1.0, 0.0, steps + 1)[1:-1])
 
 
 def _evaluate_methods(ev: Any, methods: Sequence[Any], kind: str, notes: list[str],
@@ -472,6 +504,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--t1", default=",".join(f"{t:g}" for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)),
                    help="comma-separated two-step t_1 values of the sweep ('' to skip)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", default="1,2", help="comma-separated cHeartFlow step counts (rows), e.g. 1,2,4,8")
+    p.add_argument("--carry-baselines", metavar="RESULTS_JSON",
+                   help="take the pix2pix/iDDPM rows from an earlier report's results.json (when their weights are gone)")
+    p.add_argument("--budget-model", action="append", default=[], metavar="SKETCH:LABEL=PATH",
+                   help="a cHeartFlow checkpoint kept after a training budget (e.g. edges:37 min=runs/edges/at-37min), "
+                        "scored one-step beside the baselines trained for that long")
     p.add_argument("--inception-weights", help="pytorch-fid Inception weights (pt_inception-2015-12-05-6726825d.pth) for FID")
     p.add_argument("--lpips-weights", help="LPIPS AlexNet v0.1 state dict for LPIPS")
     p.add_argument("--device", default="auto")
@@ -521,6 +559,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                          f"{pipe.config.resolution}px, the data is {kind} at {size}px")
             continue
         models[kind] = pipe
+    budget_models = []
+    for spec in args.budget_model:
+        key, _, path = spec.partition("=")
+        kind, _, label = key.partition(":")
+        if kind not in ("edges", "labels") or not path:
+            raise SystemExit(f"--budget-model expects SKETCH:LABEL=PATH with SKETCH edges or labels, got {spec!r}")
+        pipe = _try(notes, f"cHeartFlow ({spec})",
+                    lambda k=kind, path=path: load_pipeline(path, backend=args.backend, device=device, sketch_kind=k))
+        if pipe is not None:
+            budget_models.append((kind, label or path, pipe))
     baselines = []
     for spec in args.baseline:
         path, steps = _parse_baseline(spec)
@@ -533,14 +581,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         m = _try(notes, f"baseline {spec}", load_b)
         if m is not None:
             baselines.append(m)
-    if not args.baseline:
+    if not args.baseline and not args.carry_baselines:
         notes.append("pix2pix / iDDPM left out: no --baseline run folders given")
     t1_values = [float(t) for t in args.t1.split(",") if t.strip()]
     rows, grids = run_benchmark(slices, models=models, baselines=baselines, segmenter=segmenter, sketches=kinds,
                                 t1_values=t1_values, seed=args.seed, inception_weights=args.inception_weights,
                                 lpips_weights=args.lpips_weights, device=device, split=args.split,
                                 n_samples=args.samples, subset_per_patient=args.subset_per_patient,
-                                subset_min_nfe=args.subset_min_nfe, notes=notes, cache=args.cache)
+                                subset_min_nfe=args.subset_min_nfe, notes=notes, cache=args.cache,
+                                steps=[int(k) for k in args.steps.split(",") if k.strip()], budget_models=budget_models)
+    if args.carry_baselines:
+        carried, note = carried_rows(args.carry_baselines, kinds)
+        rows, notes = carried + rows, notes + [note]
     written = write_report(args.out, rows, grids, notes, provenance(argv))
     for name, path in written.items():
         log.info("wrote %s: %s", name, path)

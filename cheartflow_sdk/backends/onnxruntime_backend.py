@@ -35,7 +35,7 @@ class OnnxRuntimeEncoder:
     """An exported .onnx engine in ONNX Runtime; numpy float32 in and out (fp16 engines keep fp32 IO).
 
     Lifecycle: load (session, metadata and IO check) at construction, then run per call. `precision` is
-    the engine's ("fp32" or "fp16"); on the CPU provider ONNX Runtime has few fp16 kernels and inserts casts
+    the engine's ("fp32", "fp16" or "int8": static QDQ, named "onnxruntime-cpu-int8"); on the CPU provider ONNX Runtime has few fp16 kernels and inserts casts
     around the others, so an fp16 engine there computes mostly in fp32 on fp16-rounded weights.
     """
 
@@ -62,6 +62,8 @@ class OnnxRuntimeEncoder:
         self.metadata = read_onnx_metadata(self.session)
         self.config = contract.config_from_metadata(self.metadata, self.path)
         self.precision = self.metadata.get(contract.META_PRECISION, "fp32")
+        if self.precision == "int8":  # a static int8 (QDQ) engine: say so in pipe.backend
+            self.name += "-int8"
         names = {i.name for i in self.session.get_inputs()}
         if names != {contract.INPUT_X, contract.INPUT_T}:
             raise ModelMismatchError(f"{self.path}: expected inputs {{x, t}}, found {sorted(names)}")

@@ -1,11 +1,17 @@
 """Which backend opens a model path: the file's kind decides, or `backend=` when given.
 
-* An engine file: `.onnx` -> onnxruntime, `.engine` / `.plan` -> tensorrt, `.pt2` -> torch-compiled.
+* An engine file: `.onnx` -> onnxruntime (or openvino when asked), `.xml` (OpenVINO IR) -> openvino,
+  `.engine` / `.plan` -> tensorrt, `.pt2` -> torch-compiled.
 * A model folder: whichever engines it holds under the standard names (contract.ENGINE_FILENAMES:
-  model.onnx, model.fp16.onnx, model.engine, model.pt2), or PyTorch from config.json + model.safetensors.
+  model.onnx, model.fp16.onnx, model.int8.onnx, model.openvino.xml, model.int8.xml, model.engine, model.pt2),
+  or PyTorch from config.json + model.safetensors.
 * backend="auto" on a folder tries, fastest first, the engines present and usable on the device:
   - CUDA: tensorrt > torch-compiled (a CUDA package) > onnxruntime-cuda (fp16 ONNX first) > torch > onnxruntime-cpu
-  - CPU:  onnxruntime (fp32 ONNX first) > torch-compiled (a CPU package) > torch
+  - CPU:  the engine kinds of CPU_ORDER (data, not code: the ranking measured by
+    benchmarks/bench_cpu_engines.py, whose report prints it; CHEARTFLOW_CPU_ORDER overrides it). A kind is
+    "<backend>-<precision>"; "openvino-bf16" is the OpenVINO IR where the CPU has native bf16 (else it counts
+    as "openvino-fp32"). Every engine in a folder passed its export gate; a reduced-precision one (int8,
+    bf16) is skipped when its gate ran on another class of CPU (cpu_features.isa_class()).
   An engine that cannot be opened here (missing runtime, built for another GPU or library version) is
   skipped with a warning; the choice is logged and visible as the encoder's `.name` (`pipe.backend`).
 """
@@ -15,16 +21,25 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 from pathlib import Path
 
 from .. import contract
 from ..config import CONFIG_FILENAME
-from ..errors import CheartflowError, InvalidInputError, ModelNotAvailableError
+from ..errors import CheartflowError, InvalidInputError, ModelMismatchError, ModelNotAvailableError
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch-compiled", "torch")
+BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt", "torch-compiled", "torch")
 ONNX_FILENAME = contract.ONNX_FILENAME
+
+# `auto` on a CPU: engine kinds, fastest first. The default is the ranking expected from the issue-16 trial
+# (bf16/int8 engines ahead of ONNX Runtime fp32; OpenVINO fp32 behind it); benchmarks/bench_cpu_engines.py
+# measures every kind side by side and prints the measured order for this list.
+CPU_ORDER = ("openvino-int8", "onnxruntime-int8", "openvino-bf16", "onnxruntime-fp32", "openvino-fp32",
+             "torch-compiled-fp32", "onnxruntime-fp16", "torch-fp32")
+CPU_ORDER_ENV = "CHEARTFLOW_CPU_ORDER"  # comma-separated kinds: the only ones `auto` uses on a CPU, in that order
+REDUCED_PRECISIONS = ("int8", "bf16")
 
 
 def _installed(module: str) -> bool:
@@ -61,6 +76,10 @@ def _open(backend: str, file: Path, device: str):
         from .onnxruntime_backend import OnnxRuntimeEncoder
 
         return OnnxRuntimeEncoder(file, device=device)
+    if backend == "openvino":
+        from .openvino_backend import OpenVINOEncoder
+
+        return OpenVINOEncoder(file, device=device)
     if backend == "tensorrt":
         from .tensorrt_backend import TensorRTEncoder
 
@@ -100,12 +119,64 @@ def candidates(folder: Path, device: str) -> list[tuple[str, Path, str]]:
             out.append(("torch", folder, device))
         out += [("onnxruntime", f, "cpu") for f in _onnx_files(folder, cuda=False)[:1]]
     else:
-        out += [("onnxruntime", f, "cpu") for f in _onnx_files(folder, cuda=False)[:1]]
-        if pt2_device == "cpu" and _installed("torch"):
-            out.append(("torch-compiled", pt2, "cpu"))
-        if has_torch:
-            out.append(("torch", folder, device))
+        engines = _cpu_engines(folder, pt2_device, has_torch, device)
+        out += [engines[kind] for kind in cpu_order() if kind in engines]
     return out
+
+
+def cpu_order() -> tuple[str, ...]:
+    """The CPU ranking `auto` uses: CHEARTFLOW_CPU_ORDER when set (checked), else CPU_ORDER."""
+    raw = os.environ.get(CPU_ORDER_ENV, "").strip()
+    if not raw:
+        return CPU_ORDER
+    kinds = tuple(k.strip() for k in raw.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in CPU_ORDER]
+    if unknown:
+        raise InvalidInputError(f"{CPU_ORDER_ENV}: unknown engine kinds {unknown}; expected some of {CPU_ORDER}")
+    return kinds
+
+
+def _cpu_engines(folder: Path, pt2_device: str | None, has_torch: bool, device: str) -> dict[str, tuple[str, Path, str]]:
+    """kind ("<backend>-<precision>") -> (backend, path, device) of every CPU engine `folder` offers here."""
+    from ..cpu_features import has_native_bf16
+
+    def present(name: str) -> bool:
+        return (folder / name).is_file()
+
+    out: dict[str, tuple[str, Path, str]] = {}
+    openvino = _installed("openvino")
+    if openvino and present(contract.OPENVINO_INT8_FILENAME):
+        out["openvino-int8"] = ("openvino", folder / contract.OPENVINO_INT8_FILENAME, "cpu")
+    if present(contract.ONNX_INT8_FILENAME):
+        out["onnxruntime-int8"] = ("onnxruntime", folder / contract.ONNX_INT8_FILENAME, "cpu")
+    if openvino and present(contract.OPENVINO_FILENAME):
+        kind = "openvino-bf16" if has_native_bf16() else "openvino-fp32"
+        out[kind] = ("openvino", folder / contract.OPENVINO_FILENAME, "cpu")
+    onnx = _onnx_files(folder, cuda=False)[:1]  # fp32 first; the fp16 ONNX only when there is no fp32 one
+    if onnx:
+        out["onnxruntime-fp32" if onnx[0].name == contract.ONNX_FILENAME else "onnxruntime-fp16"] = ("onnxruntime", onnx[0], "cpu")
+    if pt2_device == "cpu" and _installed("torch"):
+        out["torch-compiled-fp32"] = ("torch-compiled", folder / contract.COMPILED_FILENAME, "cpu")
+    if has_torch:
+        out["torch-fp32"] = ("torch", folder, device)
+    return out
+
+
+def gated_elsewhere(encoder) -> str | None:
+    """Why a reduced-precision (int8/bf16) encoder's export gate does not vouch for this CPU, or None when it does.
+
+    Its gate recorded the CPU class it ran on (contract.META_CPU_ISA); int8 and bf16 kernels differ by class.
+    """
+    from ..cpu_features import isa_class
+
+    if getattr(encoder, "precision", None) not in REDUCED_PRECISIONS:
+        return None
+    recorded = getattr(encoder, "metadata", {}).get(contract.META_CPU_ISA)
+    here = isa_class()
+    if recorded and recorded != here:
+        return (f"its {encoder.precision} quality gate ran on a {recorded} CPU, this one is {here}; "
+                "run `cheartflow verify` on it here, or re-export it on this machine")
+    return None
 
 
 def _open_auto(folder: Path, device: str):
@@ -114,6 +185,9 @@ def _open_auto(folder: Path, device: str):
     for backend, file, dev in candidates(folder, device):
         try:
             encoder = _open(backend, file, dev)
+            elsewhere = gated_elsewhere(encoder)
+            if elsewhere:
+                raise ModelMismatchError(f"{file.name}: {elsewhere}")
         except CheartflowError as exc:
             log.warning("backend auto: skipping %s (%s): %s", backend, file.name, exc)
             tried.append(f"{backend} ({file.name}): {exc}")
@@ -142,6 +216,12 @@ def _open_in_folder(folder: Path, backend: str, device: str):
         if not files:
             raise ModelNotAvailableError(f"no ONNX engine at {folder / ONNX_FILENAME}; create it with `cheartflow export {folder}`")
         return _open(backend, files[0], device)
+    if backend == "openvino":  # its IR (gated at export) first, else the fp32 ONNX read directly
+        files = [folder / n for n in (contract.OPENVINO_FILENAME, ONNX_FILENAME) if (folder / n).is_file()]
+        if not files:
+            raise ModelNotAvailableError(f"no engine for openvino in {folder}: expected {contract.OPENVINO_FILENAME} "
+                                         f"(`cheartflow export {folder} --format openvino`) or {ONNX_FILENAME}")
+        return _open(backend, files[0], device)
     name = contract.TENSORRT_FILENAME if backend == "tensorrt" else contract.COMPILED_FILENAME
     fmt = "tensorrt" if backend == "tensorrt" else "torch-compiled"
     if not (folder / name).is_file():
@@ -154,7 +234,7 @@ def open_encoder(path: Path, backend: str, device: str):
     """An encoder for `path` (a run folder or an engine file) on `device`; it exposes .config and .name.
 
     backend: "auto" (the file's kind; for a folder the fastest usable engine, see the module doc),
-    "onnxruntime", "tensorrt", "torch-compiled" or "torch". device: "auto", "cpu" or "cuda".
+    "onnxruntime", "openvino", "tensorrt", "torch-compiled" or "torch". device: "auto", "cpu" or "cuda".
     """
     if backend not in BACKENDS:
         raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -162,11 +242,12 @@ def open_encoder(path: Path, backend: str, device: str):
     if path.is_file():
         kind = contract.engine_backend(path)
         if kind is None:
-            raise InvalidInputError(f"{path}: expected a model folder or an .onnx, .engine/.plan or .pt2 engine file")
-        if backend not in ("auto", kind):
+            raise InvalidInputError(f"{path}: expected a model folder or an .onnx, .engine/.plan or .pt2 engine file "
+                                    "(or an OpenVINO IR .xml)")
+        if backend not in ("auto", *contract.engine_backends(path)):
             raise InvalidInputError(f"{path} is a {kind} engine; backend={backend!r} cannot open it "
                                     f"(use backend='auto' or {kind!r}, or pass the model folder)")
-        encoder = _open(kind, path, device)
+        encoder = _open(kind if backend == "auto" else backend, path, device)
     elif backend == "auto":
         return _open_auto(path, device)
     else:

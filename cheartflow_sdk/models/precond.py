@@ -1,4 +1,4 @@
-"""Consistency preconditioning around the raw U-Net (EDMPrecond-style thin wrapper)."""
+"""Preconditioning around the raw U-Net (EDMPrecond-style thin wrapper): E(x, t) = c_skip x + c_out F(c_in x, t)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,21 @@ from ..config import ModelConfig
 from .unet import TimeConditionedUNet
 
 
+def scalings(cfg: ModelConfig, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(c_in, c_skip, c_out) at times t [B] for the model's preconditioning, each shaped [B, 1, 1, 1].
+
+    "bridge" derives them from the variances of x0, x1 and the bridge noise (c_skip(0) = 1, c_out(0) = 0,
+    c_skip(1) = 0); "consistency" is the legacy form (no input scaling, c_skip(1) = sd^2 / (1 + sd^2)).
+    """
+    tb = t.reshape(-1, 1, 1, 1)
+    if cfg.preconditioning == "bridge":
+        args = (cfg.sigma, cfg.sigma_x0, cfg.sigma_x1)
+        return bridge.bridge_c_in(tb, *args), bridge.bridge_c_skip(tb, *args), bridge.bridge_c_out(tb, *args)
+    return torch.ones_like(tb), bridge.c_skip(tb, cfg.sigma_data), bridge.c_out(tb, cfg.sigma_data)
+
+
 class ConsistencyEncoder(nn.Module):
-    """E(x, t) = c_skip(t) x + c_out(t) F(x, t); the combination runs in fp32 even when F runs in fp16."""
+    """E(x, t) = c_skip(t) x + c_out(t) F(c_in(t) x, t); scalings and combination run in fp32 even when F runs in fp16/bf16."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -19,9 +32,11 @@ class ConsistencyEncoder(nn.Module):
         self.net = TimeConditionedUNet(cfg)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x, t = x.float(), t.float()
+        c_in, c_skip, c_out = scalings(self.config, t)
         net_dtype = next(self.net.parameters()).dtype
-        raw = self.net(x.to(net_dtype), t)
-        return bridge.precondition(x.float(), t.float(), raw.float(), self.config.sigma_data)
+        raw = self.net((c_in * x).to(net_dtype), t)
+        return c_skip * x + c_out * raw.float()
 
 
 def build_encoder(cfg: ModelConfig) -> ConsistencyEncoder:

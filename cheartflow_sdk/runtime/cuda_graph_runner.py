@@ -9,8 +9,11 @@ One request chunk (at most the largest bucket of sketches) goes through:
 * Buckets: a chunk of n sketches runs in the smallest bucket >= n (padding rows are zeroed on the device
   and their outputs dropped); one graph per (slot, bucket, steps, input dtype, output dtype).
 * Per-request values reach a captured graph through device memory, not kernel arguments: each slot has one
-  device staging buffer holding {seed, first_sample} (uint64 [2], read by ``kernels.renoise_device_params``
-  at run time), the schedule t as float32 [K-1, bucket], then the sketches. One H2D copy moves all of it.
+  device staging buffer holding one {noise key, 0} pair per row (uint64 [bucket, 2]; the keys come from the
+  seed and each sketch, :func:`cheartflow_sdk.sampling.noise_keys`, and each row's pair is read by its own
+  ``kernels.renoise_device_params`` launch at run time), the schedule t as float32 [K-1, bucket], then the
+  sketches. One H2D copy moves all of it. A row's noise is that of a batch of one under its key, so the
+  images equal the numpy sampler's (``kernels.renoise_keys``) bit for bit, whatever the chunking.
 * Double buffering: two slots (staging, output and graphs each), a copy-in stream, a compute stream and a
   copy-out stream ordered by events, so the copy-in of chunk i + 1 and the copy-out of chunk i - 1 overlap
   the compute of chunk i. ``stream()`` keeps two chunks in flight and yields results in input order.
@@ -40,17 +43,16 @@ import numpy as np
 from .. import contract, kernels
 from .._optional import require
 from ..errors import InvalidInputError, NativeUnavailableError
-from ..sampling import schedule_columns
+from ..sampling import noise_keys, schedule_columns, seeds_for
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BUCKETS: tuple[int, ...] = tuple(sorted(set(contract.BATCH_BUCKETS) | {512}))
 DEFAULT_MAX_STEPS = 16
-_PARAMS_BYTES = 16  # {seed, first_sample} as two uint64
+_PARAMS_ROW_BYTES = 16  # {noise key, first_sample = 0} as two uint64, one pair per row
 _ALIGN = 256
 _INPUT_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
 _OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
-_MAX_SAMPLE = 2**32  # the Philox sample counter is 32 bits
 
 
 # =============================================================================================
@@ -93,14 +95,15 @@ class StageLayout:
     bucket: int
     steps: int
     row_bytes: int  # bytes of one input sketch
-    t_offset: int = _PARAMS_BYTES
+    t_offset: int = _PARAMS_ROW_BYTES  # the params block (bucket {key, 0} pairs) comes first
     t_bytes: int = 0
     input_offset: int = 0
 
     @classmethod
     def make(cls, bucket: int, steps: int, row_bytes: int) -> StageLayout:
         t_bytes = 4 * (steps - 1) * bucket
-        return cls(bucket, steps, row_bytes, _PARAMS_BYTES, t_bytes, _round_up(_PARAMS_BYTES + t_bytes, _ALIGN))
+        params = _PARAMS_ROW_BYTES * bucket
+        return cls(bucket, steps, row_bytes, params, t_bytes, _round_up(params + t_bytes, _ALIGN))
 
     def copy_bytes(self, n: int) -> int:
         """Bytes to copy host -> device for n real rows (params, full t block, n sketches)."""
@@ -112,14 +115,18 @@ class StageLayout:
 
 
 def write_stage(stage: np.ndarray, layout: StageLayout, sketches: np.ndarray, t_cols: np.ndarray,
-                seed: int, first_sample: int) -> int:
+                keys: np.ndarray) -> int:
     """Fill a uint8 staging array for one chunk; returns the number of bytes to copy to the device.
 
-    sketches: n rows (uint8 or float32, any shape [n, ...]); t_cols: float32 [K-1, n]; padding columns of
-    t get 0.5 (a valid time), so padded rows compute finite values that are then dropped.
+    sketches: n rows (uint8 or float32, any shape [n, ...]); t_cols: float32 [K-1, n]; keys: uint64 [n]
+    noise keys (padding rows get key 0); padding columns of t get 0.5 (a valid time), so padded rows
+    compute finite values that are then dropped.
     """
     n = len(sketches)
-    stage[0:_PARAMS_BYTES].view(np.uint64)[:] = (seed, first_sample)
+    params = stage[0:layout.t_offset].view(np.uint64).reshape(layout.bucket, 2)
+    params[:, 1] = 0
+    params[:n, 0] = np.asarray(keys, dtype=np.uint64).reshape(n)
+    params[n:, 0] = 0
     if layout.steps > 1:
         t = stage[layout.t_offset:layout.t_offset + layout.t_bytes].view(np.float32).reshape(layout.steps - 1, layout.bucket)
         t[:, :n] = t_cols
@@ -173,12 +180,12 @@ class _Views:
 
     sketch: Any
     t: Any  # float32 [K-1, bucket] or None
-    params: Any  # uint64 [2]
+    params: Any  # uint64 [bucket, 2]: {noise key, 0} per row
     t_one: Any  # float32 [bucket] of ones
     out: Any  # [bucket, 1, R, R] float32 / uint8
-    # host copies of the request values, used only by the eager path without renoise_device_params
-    seed: int = 0
-    first_sample: int = 0
+    # host copy of the request's keys (padded to the bucket), used only by the eager path without
+    # renoise_device_params
+    keys: Any = None
 
 
 @dataclass
@@ -326,7 +333,7 @@ class CudaGraphRunner:
             t = None
             if steps > 1:
                 t = st[layout.t_offset:layout.t_offset + layout.t_bytes].view(torch.float32).view(steps - 1, bucket)
-            params = st[0:_PARAMS_BYTES].view(torch.uint64)
+            params = st[0:layout.t_offset].view(torch.uint64).view(bucket, 2)
             out_raw = slot.out_dev[:bucket * r * r * out_dtype.itemsize]
             out = out_raw.view(torch.float32 if out_dtype == np.float32 else torch.uint8).view(bucket, 1, r, r)
             views = _Views(sketch, t, params, self._t_one[:bucket], out)
@@ -352,10 +359,13 @@ class CudaGraphRunner:
             x0 = self._encode(x1, v.t_one)
             for k in range(1, steps):
                 t_k = v.t[k - 1]
-                if self.device_params:
-                    x_t = kernels.renoise_device_params(x0, x1, t_k, self.sigma, v.params, k, stream=s)
+                if self.device_params:  # one launch per row: each reads its own {key, 0} at run time
+                    x_t = torch.empty_like(x0)
+                    for b in range(x0.shape[0]):
+                        kernels.renoise_device_params(x0[b:b + 1], x1[b:b + 1], t_k[b:b + 1], self.sigma,
+                                                      v.params[b], k, out=x_t[b:b + 1], stream=s)
                 elif eager:
-                    x_t = kernels.renoise(x0, x1, t_k, self.sigma, v.seed, k, v.first_sample, stream=s)
+                    x_t = kernels.renoise_keys(x0, x1, t_k.cpu().numpy(), self.sigma, v.keys, k, stream=s)
                 else:  # pragma: no cover - guarded by _graph_for
                     raise NativeUnavailableError("internal: a multi-step graph needs kernels.renoise_device_params")
                 x0 = self._encode(x_t, t_k)
@@ -421,12 +431,13 @@ class CudaGraphRunner:
         job.result = slot.out_np[:job.out_bytes].view(job.out_dtype).reshape(n, 1, r, r).copy()
         slot.job = None
 
-    def submit(self, sketches: np.ndarray, steps: int, t_cols: np.ndarray, seed: int, first_sample: int,
+    def submit(self, sketches: np.ndarray, steps: int, t_cols: np.ndarray, keys: np.ndarray,
                dtype: Any = np.float32, capture: bool | None = None) -> Job:
         """Launch one chunk (<= the largest bucket) asynchronously; ``collect(job)`` returns its images.
 
         sketches: uint8 [n,R,R] or float32 [n,1,R,R] (validated values); t_cols: float32 [steps-1, n];
-        capture: True captures the chunk's graph now if needed, None after `capture_after` eager runs.
+        keys: uint64 [n] noise keys (``sampling.noise_keys``); capture: True captures the chunk's graph now
+        if needed, None after `capture_after` eager runs.
         """
         x = self._as_rows(sketches)
         steps = self._check_steps(steps)
@@ -434,21 +445,22 @@ class CudaGraphRunner:
         n = len(x)
         bucket = bucket_for(n, self.buckets)
         t_cols = np.asarray(t_cols, dtype=np.float32).reshape(steps - 1, n) if steps > 1 else np.zeros((0, n), np.float32)
-        if first_sample + bucket > _MAX_SAMPLE:
-            raise InvalidInputError(f"first_sample + bucket must be <= 2**32, got {first_sample} + {bucket}")
+        keys = np.asarray(keys, dtype=np.uint64).reshape(n)
         torch = self._torch
         with self._lock, torch.cuda.device(self.device):
             slot = self._take_slot()
-            graph = self._graph_for(slot, bucket, steps, x.dtype, out_dtype, capture)
             v = self._views_for(slot, bucket, steps, x.dtype, out_dtype)
             layout = StageLayout.make(bucket, steps, x[0].nbytes)
-            nbytes = write_stage(slot.stage_np, layout, x, t_cols, seed, first_sample)
-            v.seed, v.first_sample = seed, first_sample
+            nbytes = write_stage(slot.stage_np, layout, x, t_cols, keys)
+            v.keys = np.concatenate([keys, np.zeros(bucket - n, np.uint64)])
             with torch.cuda.stream(self._h2d):
                 if n < bucket:  # zero the padding rows (earlier chunks may have left any bytes there)
                     slot.stage_dev[nbytes:layout.total_bytes].zero_()
                 slot.stage_dev[:nbytes].copy_(slot.stage_host[:nbytes], non_blocking=True)
                 slot.h2d_done.record(self._h2d)
+            # after the copy-in: a capture's eager warm-up runs (behind its synchronize) on this chunk's values,
+            # never on stale bytes of another layout
+            graph = self._graph_for(slot, bucket, steps, x.dtype, out_dtype, capture)
             self._compute.wait_event(slot.h2d_done)
             with torch.cuda.stream(self._compute):
                 if graph is not None:
@@ -490,24 +502,34 @@ class CudaGraphRunner:
             raise InvalidInputError(f"schedule: expected {steps - 1} re-noise times per sample, got shape {np.shape(schedule)}")
         return cols
 
-    def run(self, sketches: Any, steps: int = 1, schedule: Any = (), seed: int = 0, first_sample: int = 0,
-            dtype: Any = np.float32, capture: bool | None = None) -> np.ndarray:
+    @staticmethod
+    def _keys(x: np.ndarray, steps: int, seed: Any) -> np.ndarray:
+        """Per-row noise keys from the seed (an int or one per row) and each sketch."""
+        if steps == 1:
+            seeds_for(seed, len(x))  # validated; one-step sampling draws no noise
+            return np.zeros(len(x), np.uint64)
+        return noise_keys(x, seed)
+
+    def run(self, sketches: Any, steps: int = 1, schedule: Any = (), seed: Any = 0, dtype: Any = np.float32,
+            capture: bool | None = None) -> np.ndarray:
         """Images of one request (any batch size: split into chunks of the largest bucket), synchronously.
 
-        schedule: the steps - 1 times t_k, shared (K-1,) or per sample (B, K-1) (validated by the caller).
+        schedule: the steps - 1 times t_k, shared (K-1,) or per sample (B, K-1) (validated by the caller);
+        seed: an int, or one per sketch (noise keys from the seed and each sketch: one sketch, one image).
         """
         x = self._as_rows(sketches)
         steps = self._check_steps(steps)
         cols = self._columns(schedule, steps, len(x))
-        jobs = [self.submit(x[a:b], steps, cols[:, a:b], seed, first_sample + a, dtype, capture)
+        keys = self._keys(x, steps, seed)
+        jobs = [self.submit(x[a:b], steps, cols[:, a:b], keys[a:b], dtype, capture)
                 for a, b in chunk_bounds(len(x), self.buckets[-1])]
         outs = [self.collect(j) for j in jobs]
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
     def stream(self, batches: Iterable[Any], steps: int = 1, schedule: Any = (), seed: int = 0,
-               first_sample: int = 0, dtype: Any = np.float32) -> Iterator[np.ndarray]:
+               dtype: Any = np.float32) -> Iterator[np.ndarray]:
         """Images of each batch, in input order, with two chunks in flight (copy-in, compute and copy-out of
-        neighbouring chunks overlap). Sample numbering continues across batches from first_sample.
+        neighbouring chunks overlap). Each sketch's noise comes from `seed` and the sketch itself.
         An exception from `batches` is raised after the images of the batches before it.
 
         If `batches` has ``next_nowait(default)`` (a Prefetcher), a second chunk is only launched when its batch
@@ -517,7 +539,6 @@ class CudaGraphRunner:
         in_flight = len(self._slots)
         error: Exception | None = None
         exhausted = False
-        first = first_sample
         it = iter(batches)
         poll = getattr(batches, "next_nowait", None)
         nothing = object()
@@ -536,9 +557,9 @@ class CudaGraphRunner:
                         break
                     x = self._as_rows(batch)
                     cols = self._columns(schedule, steps, len(x))
-                    pending.append([self.submit(x[a:b], steps, cols[:, a:b], seed, first + a, dtype)
+                    keys = self._keys(x, steps, seed)
+                    pending.append([self.submit(x[a:b], steps, cols[:, a:b], keys[a:b], dtype)
                                     for a, b in chunk_bounds(len(x), self.buckets[-1])])
-                    first += len(x)
                 if not pending:
                     break
                 outs = [self.collect(j) for j in pending.popleft()]

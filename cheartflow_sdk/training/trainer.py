@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,7 @@ import torch
 
 from .. import bridge
 from .._version import __version__
+from ..cpu_features import has_native_bf16, usable_cores
 from ..config import ModelConfig, TrainConfig, train_config_from_dict
 from ..errors import InvalidInputError
 from ..models import ConsistencyEncoder, build_encoder
@@ -31,8 +34,12 @@ class StepResult:
     step: int  # the step number after this update (1-based)
     loss: float  # weighted mean distance of the batch
     grad_norm: float  # global gradient norm before clipping
-    intervals: int  # curriculum: grid intervals N at this step
+    intervals: int  # "adjacent" schedule: grid intervals N at this step (0 under the "gap" schedule)
     lr: float  # learning rate used
+    stage: int = 0  # "gap" schedule: the stage (gap = t2 * gap_shrink**stage); 0 under "adjacent"
+    sec_per_step: float = 0.0  # wall-clock seconds per step since the previous log line
+    images_per_sec: float = 0.0  # training images per second since the previous log line
+    train_minutes: float = 0.0  # wall-clock minutes of training so far, over every resumed chunk
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -46,10 +53,22 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return torch.device(device)
 
 
-def _amp_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or cfg.amp == "off":
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `amp` on `device`: "auto" is bf16 on CUDA and on CPUs with native bf16, else none.
+
+    fp16 autocast is CUDA-only; on a CPU without native bf16, bf16 is emulated and slower than fp32."""
+    if amp == "off" or (amp == "fp16" and device.type != "cuda"):
         return None
-    return torch.float16 if cfg.amp == "fp16" else torch.bfloat16
+    if amp == "auto" and device.type == "cpu" and not has_native_bf16():
+        return None
+    return torch.float16 if amp == "fp16" else torch.bfloat16
+
+
+def data_scales(model_cfg: ModelConfig, images: np.ndarray, sketches: np.ndarray) -> ModelConfig:
+    """The model config with sigma_x0/sigma_x1 set to the stds of the images and of the sketches in [-1, 1]."""
+    sigma_x0 = round(float(np.std(images, dtype=np.float64)), 4)
+    sigma_x1 = round(float(np.std(sketches, dtype=np.float64)) * 2, 4)  # sketches come in [0, 1]
+    return dataclasses.replace(model_cfg, sigma_x0=max(sigma_x0, 1e-3), sigma_x1=max(sigma_x1, 1e-3))
 
 
 def _check_training_data(images: np.ndarray, sketches: np.ndarray, model_cfg: ModelConfig) -> None:
@@ -82,16 +101,24 @@ class Trainer:
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.device = resolve_device(device)
+        if self.device.type == "cpu":
+            torch.set_num_threads(train_cfg.threads or usable_cores())
         self.x0 = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
         self.x1 = torch.from_numpy(np.ascontiguousarray(sketches, dtype=np.float32) * 2 - 1).to(self.device)
         torch.manual_seed(train_cfg.seed)
         self.encoder = build_encoder(model_cfg).to(self.device).train()
+        if train_cfg.channels_last:
+            self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self.ema = copy.deepcopy(self.encoder).eval().requires_grad_(False)
         self.optimizer = torch.optim.AdamW(self.encoder.parameters(), lr=train_cfg.lr, betas=train_cfg.betas,
                                            weight_decay=train_cfg.weight_decay)
-        self.amp_dtype = _amp_dtype(train_cfg, self.device)
+        self.amp_dtype = amp_dtype(train_cfg.amp, self.device)
+        log.info("training on %s with %d threads, autocast %s", device_label(self.device), torch.get_num_threads(),
+                 self.amp_dtype or "off")
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.step_count = 0
+        self.train_seconds = 0.0  # wall-clock of training (steps, checkpoints, validation) over all chunks
+        self._clock = time.monotonic()
         self.selection: BestCheckpoint | None = None
         if val is not None:
             self.selection = BestCheckpoint(self.out_dir, ValidationSet.from_arrays(*val, train_cfg.val_slices), train_cfg.val_metric)
@@ -101,6 +128,7 @@ class Trainer:
             state = checkpoint.load_train_state(self.out_dir, self.encoder, self.ema, self.optimizer)
             if state is not None:
                 self.step_count = int(state["step"])
+                self.train_seconds = float(state.get("train_seconds", 0.0))
                 truncate_metrics(self.out_dir, self.step_count)
                 self._validated_step = self.step_count if val_logged(self.out_dir, self.step_count) else -1
                 log.info("resumed %s at step %d", self.out_dir, self.step_count)
@@ -110,26 +138,45 @@ class Trainer:
         # A generator per step keeps batches and noise identical whether or not the run was resumed.
         return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step_count)
 
+    def ema_decay(self) -> float:
+        """This step's EMA decay: ``ema_decay``, lowered early in training by ``ema_warmup``."""
+        n = self.step_count
+        if self.cfg.ema_warmup <= 0:
+            return self.cfg.ema_decay
+        return min(self.cfg.ema_decay, (1.0 + n) / (self.cfg.ema_warmup + n))
+
     def _lr(self) -> float:
         warm = min(1.0, (self.step_count + 1) / max(1, self.cfg.warmup_steps))
         return self.cfg.lr * warm
 
-    def loss(self, x0: torch.Tensor, x1: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, int]:
-        """Eq. 1 on one batch: d(E(x_t2, t2), stopgrad E(x_t1, t1)), both points from the same (x0, x1, eps)."""
+    def pairs(self, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
+        """(t1, t2, weight, grid intervals N, gap stage) of this step's pairs under the configured schedule."""
+        if self.cfg.pair_schedule == "gap":
+            stage = discretization.gap_stage(self.step_count, self.cfg)
+            return (*discretization.sample_gap_pairs(batch, stage, self.cfg, gen, self.device), 0, stage)
         n = discretization.intervals_at(self.step_count, self.cfg)
-        t1, t2, weight = discretization.sample_pairs(len(x0), n, self.cfg, gen, self.device)
+        return (*discretization.sample_pairs(batch, n, self.cfg, gen, self.device), n, 0)
+
+    def loss(self, x0: torch.Tensor, x1: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, int, int]:
+        """Eq. 1 on one batch: d(E(x_t2, t2), stopgrad E(x_t1, t1)), both points from the same (x0, x1, eps).
+
+        Returns (loss, grid intervals N, gap stage)."""
+        t1, t2, weight, n, stage = self.pairs(len(x0), gen)
         eps = torch.randn(x0.shape, generator=gen).to(self.device)
         x_t1 = bridge.bridge_sample(x0, x1, t1, self.model_cfg.sigma, eps)
         x_t2 = bridge.bridge_sample(x0, x1, t2, self.model_cfg.sigma, eps)
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
             pred = self.encoder(x_t2, t2)
-            with torch.no_grad():
-                target = self.encoder(x_t1, t1)
+            if bool((t1 == 0).all()):
+                target = x0  # E(x_0, 0) = x0 exactly (the boundary condition): the pure-regression stage
+            else:
+                with torch.no_grad():
+                    target = self.encoder(x_t1, t1)
         if self.cfg.distance == "pseudo_huber":
             dist = losses.pseudo_huber(pred, target.detach(), self.cfg.huber_c)
         else:
             dist = losses.l2(pred, target.detach())
-        return (weight * dist).mean(), n
+        return (weight * dist).mean(), n, stage
 
     def step(self) -> StepResult:
         """One optimizer step: loss, backward, clip, AdamW, EMA update."""
@@ -142,7 +189,7 @@ class Trainer:
         lr = self._lr()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        loss, n = self.loss(x0, x1, gen)
+        loss, n, stage = self.loss(x0, x1, gen)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -151,18 +198,28 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         with torch.no_grad():
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.encoder.parameters()), 1.0 - self.cfg.ema_decay)
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.encoder.parameters()), 1.0 - self.ema_decay())
         self.step_count += 1
-        return StepResult(self.step_count, float(loss.item()), float(grad_norm.item()), n, lr)
+        return StepResult(self.step_count, float(loss.item()), float(grad_norm.item()), n, lr, stage)
 
     def run(self, until_step: int | None = None, time_limit_s: float | None = None, progress: bool = True) -> list[StepResult]:
         """Train until `until_step` (default: cfg.steps) or the time limit; checkpoints on the way and at the end."""
         if self.selection is not None and self.step_count > 0 and self._validated_step != self.step_count:
             self.validate()  # a resumed state that was never scored on val is a candidate too
 
+        self._clock = time.monotonic()
+        last = {"seconds": self.train_seconds, "step": self.step_count}
+
         def on_log(res: StepResult) -> dict[str, str]:
+            self._account_time()
+            per_step = (self.train_seconds - last["seconds"]) / max(1, res.step - last["step"])
+            last.update(seconds=self.train_seconds, step=res.step)
+            res = dataclasses.replace(res, sec_per_step=round(per_step, 4), train_minutes=round(self.train_seconds / 60, 3),
+                                      images_per_sec=round(self.cfg.batch_size / max(per_step, 1e-9), 2))
             append_metrics(self.out_dir, res)
-            return {"loss": f"{res.loss:.4f}", "N": str(res.intervals)}
+            self._keep_budget_snapshots()
+            schedule = {"stage": str(res.stage)} if self.cfg.pair_schedule == "gap" else {"N": str(res.intervals)}
+            return {"loss": f"{res.loss:.4f}", **schedule, "s/step": f"{per_step:.2f}"}
 
         results = run_steps(self.step, done=self.step_count, until=min(until_step or self.cfg.steps, self.cfg.steps),
                             log_every=self.cfg.log_every, checkpoint_every=self.cfg.checkpoint_every, on_log=on_log,
@@ -170,9 +227,25 @@ class Trainer:
         self.save()
         return results
 
+    def _account_time(self) -> None:
+        now = time.monotonic()
+        self.train_seconds += now - self._clock
+        self._clock = now
+
+    def _keep_budget_snapshots(self) -> None:
+        """Save the EMA model into at-<m>min/ for every `keep_at_minutes` budget reached and not yet kept."""
+        for minutes in self.cfg.keep_at_minutes:
+            folder = self.out_dir / f"at-{minutes:g}min"
+            if self.train_seconds >= 60 * minutes and not (folder / checkpoint.CONFIG_FILENAME).is_file():
+                checkpoint.save_model(self.ema, folder, **self._provenance())
+                log.info("kept the step-%d EMA model after %.1f training minutes in %s", self.step_count,
+                         self.train_seconds / 60, folder)
+
     def save(self) -> Path:
         """Write the resumable state and the EMA model (fp16 safetensors + config.json); validate if there is val data."""
-        checkpoint.save_train_state(self.out_dir, self.step_count, self.encoder, self.ema, self.optimizer, {})
+        self._account_time()
+        checkpoint.save_train_state(self.out_dir, self.step_count, self.encoder, self.ema, self.optimizer,
+                                    {"train_seconds": self.train_seconds})
         path = checkpoint.save_model(self.ema, self.out_dir, **self._provenance())
         if self.selection is not None and self._validated_step != self.step_count:
             self.validate()
@@ -193,6 +266,7 @@ class Trainer:
         segments = [seg for seg in self._history if seg["from_step"] < self.step_count] or self._history[:1]
         extra = {"train_history": segments} if len(segments) > 1 else {}
         return dict(train_cfg=train_config_from_dict(segments[-1]["train"]), steps_trained=self.step_count,
+                    train_minutes=round(self.train_seconds / 60, 2),
                     sdk_version=__version__, device=device_label(self.device), torch_version=torch.__version__,
                     saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **extra)
 

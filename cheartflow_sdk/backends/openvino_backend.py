@@ -1,0 +1,150 @@
+"""OpenVINO backend (extra `[openvino]`): runs our ONNX engines, or an OpenVINO IR (`.xml` + `.bin`), on the CPU.
+
+Lifecycle, explicit in the class:
+
+1. load: `Core.read_model` reads the file (ONNX directly, no conversion step) and its cheartflow metadata
+   (the ONNX metadata_props, which OpenVINO keeps in the model's rt_info under "framework"; an IR written
+   by `cheartflow export --format openvino[-int8]` keeps them under "cheartflow"); the IO contract (inputs
+   x and t, output x0_hat) is checked;
+2. compile: `Core.compile_model` for the CPU with an inference precision hint (bf16 where the CPU computes
+   bf16 in hardware, cpu_features.has_native_bf16(), else f32), the latency hint and one thread per usable
+   core; the batch axis stays dynamic (the plugin caches kernels per shape it has seen);
+3. run: one infer request, numpy float32 in and out.
+
+An int8 IR (NNCF) runs its quantized layers in int8 whatever the hint; the hint applies to the rest.
+`name` says what runs, e.g. "openvino-cpu-bf16" (shown as `pipe.backend`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import contract
+from .._optional import require
+from ..cpu_features import has_native_bf16, usable_cores
+from ..errors import InvalidInputError, ModelMismatchError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "bf16", "fp32")
+_OV_TYPE = {"bf16": "bf16", "fp32": "f32"}
+METADATA_SECTION = "cheartflow"  # rt_info section of an IR written by export (ONNX metadata sits in "framework")
+
+
+def read_metadata(model: Any) -> dict[str, str]:
+    """The cheartflow metadata of an OpenVINO model: the ONNX metadata_props ("framework" rt_info), then the
+    keys export wrote into the "cheartflow" section (an IR's own precision and format win)."""
+    meta: dict[str, str] = {}
+    for section in ("framework", METADATA_SECTION):
+        if not model.has_rt_info([section]):
+            continue
+        value = model.get_rt_info()[section]
+        entries = value if isinstance(value, dict) else value.astype(dict)
+        for key, item in entries.items():
+            if str(key).startswith("cheartflow."):
+                meta[str(key)] = item.astype(str) if hasattr(item, "astype") else str(item)
+    return meta
+
+
+def write_metadata(model: Any, meta: dict[str, str]) -> None:
+    """Store `meta` in the model's "cheartflow" rt_info section (saved with the IR)."""
+    for key, value in meta.items():
+        model.set_rt_info(str(value), [METADATA_SECTION, key])
+
+
+def runtime_precision(requested: str, engine_precision: str, gated_ir: bool = False) -> str:
+    """The inference precision to compile with: "bf16" or "fp32".
+
+    "auto": bf16 where the CPU has native bf16, else fp32; except an IR that export gated in fp32 only
+    (`gated_ir` with engine precision "fp32": it was exported on a CPU without native bf16), which stays fp32.
+    An explicit "bf16" on a CPU without native bf16 is refused (OpenVINO would silently run fp32).
+    """
+    if requested not in PRECISIONS:
+        raise InvalidInputError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    if requested == "bf16" and not has_native_bf16():
+        raise ModelMismatchError("precision='bf16' asked, but this CPU has no native bf16 (AVX512-BF16 or AMX); "
+                                 "use precision='auto' or 'fp32'")
+    if requested != "auto":
+        return requested
+    if gated_ir and engine_precision == "fp32":
+        return "fp32"
+    return "bf16" if has_native_bf16() else "fp32"
+
+
+class OpenVINOEncoder:
+    """An .onnx engine or an OpenVINO IR (.xml) compiled for the CPU; numpy float32 in and out.
+
+    precision: "auto" (bf16 where the CPU has it natively, else fp32), "bf16" or "fp32" (the inference
+    precision hint; an int8 IR keeps its int8 layers). `self.precision` is what runs: "bf16", "fp32" or
+    "int8" (an int8 IR); `self.engine_precision` what the file holds.
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto", precision: str = "auto", threads: int | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InvalidInputError(f"expected an ONNX (.onnx) or OpenVINO IR (.xml) engine file at {self.path}")
+        if self.path.suffix.lower() not in (".onnx", ".xml"):
+            raise InvalidInputError(f"{self.path}: the OpenVINO backend reads .onnx or OpenVINO IR .xml files")
+        if str(device).split(":")[0] not in ("auto", "cpu"):
+            raise ModelMismatchError(f"the OpenVINO backend runs on the CPU; device={device!r} was asked "
+                                     "(use device='cpu', or another backend for a GPU)")
+        self.threads = threads or usable_cores()
+        self._load()
+        self._compile(precision)
+
+    # ------------------------------------------------------------------ 1. load
+
+    def _load(self) -> None:
+        ov = require("openvino")
+        self._core = ov.Core()
+        try:
+            self.model = self._core.read_model(str(self.path))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses for corrupt or foreign files
+            raise InvalidInputError(f"{self.path} is not a loadable ONNX / OpenVINO IR model: {exc}") from exc
+        self.metadata = read_metadata(self.model)
+        self.config = contract.config_from_metadata(self.metadata, self.path)
+        self.engine_precision = self.metadata.get(contract.META_PRECISION, "fp32")
+        inputs = {name for port in self.model.inputs for name in port.get_names()}
+        outputs = {name for port in self.model.outputs for name in port.get_names()}
+        if not {contract.INPUT_X, contract.INPUT_T} <= inputs or len(self.model.inputs) != 2:
+            raise ModelMismatchError(f"{self.path}: expected inputs {{x, t}}, found {sorted(inputs)}")
+        if contract.OUTPUT not in outputs:
+            raise ModelMismatchError(f"{self.path}: expected the output {contract.OUTPUT!r}, found {sorted(outputs)}")
+
+    # ------------------------------------------------------------------ 2. compile
+
+    def _compile(self, precision: str) -> None:
+        hint = runtime_precision(precision, self.engine_precision, gated_ir=self.path.suffix.lower() == ".xml")
+        config = {"INFERENCE_PRECISION_HINT": _OV_TYPE[hint], "PERFORMANCE_HINT": "LATENCY",
+                  "INFERENCE_NUM_THREADS": int(self.threads)}
+        try:
+            self.compiled = self._core.compile_model(self.model, "CPU", config)
+        except Exception as exc:
+            raise ModelMismatchError(f"OpenVINO could not compile {self.path} for the CPU: {exc}") from exc
+        self.inference_precision = hint
+        self.precision = "int8" if self.engine_precision == "int8" else hint
+        # OpenVINO reorders fp32 arithmetic too (measured 2e-4 max abs error, 105 dB), so every precision it runs
+        # is held to the reduced-precision gate (parity.REDUCED_MIN_PSNR_DB) rather than fp32's 1e-4.
+        self.gate_precision = "int8" if self.precision == "int8" else "reduced"
+        self.name = f"openvino-cpu-{self.precision}"
+        self._request = self.compiled.create_infer_request()
+        self._output = self.compiled.output(contract.OUTPUT)
+        log.info("compiled %s for the CPU: %s (inference precision %s, %d threads)", self.path, self.name, hint,
+                 self.threads)
+
+    # ------------------------------------------------------------------ 3. run
+
+    def __call__(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        r = self.config.resolution
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        t = np.ascontiguousarray(t, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != (1, r, r) or t.shape != (x.shape[0],):
+            raise InvalidInputError(f"expected x [B, 1, {r}, {r}] and t [B], got x {x.shape} and t {t.shape}")
+        if len(x) == 0:
+            return np.zeros((0, 1, r, r), np.float32)
+        result = self._request.infer({contract.INPUT_X: x, contract.INPUT_T: t})
+        return np.array(result[self._output], dtype=np.float32, copy=True)  # never a view of the request's buffer
