@@ -562,7 +562,7 @@ def make_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="noise seed; each sketch's noise comes from it and the sketch itself")
     s.add_argument("--backend", default="auto", choices=BACKENDS)
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="cuda without a usable GPU is an error")
-    s.add_argument("--batch-size", type=int, default=16, help="sketches per encoder call (16 keeps CPU memory under 500 MB)")
+    s.add_argument("--batch-size", type=int, default=8, help="sketches per encoder call (8 keeps the peak memory of a CPU run under 500 MB)")
     s.add_argument("--sketch-kind", choices=("edges", "labels"),
                    help="declare the input's kind (checked against the model; undeclared, a kind mismatch is detected)")
     s.add_argument("--drawing", action="store_true",
