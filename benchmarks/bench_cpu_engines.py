@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> int:
         facts = prepare_engines(model_dir, work, wanted, args, skipped)
         reference = TorchEncoder(work, device="cpu")
         cfg = reference.config
-        res, kind = cfg.resolution, cfg.sketch_kind
+        res, sketch_kind = cfg.resolution, cfg.sketch_kind
         gate_x, gate_t = parity_inputs(res)
         np.savez(out / "gate_inputs.npz", x=gate_x, t=gate_t)
         gate_ref = reference(gate_x, gate_t)
@@ -518,7 +518,7 @@ def main(argv: list[str] | None = None) -> int:
     host = {"cpu": bp.host_info(load_start).get("cpu", platform.processor()), "usable_cores": usable_cores(),
             "native_bf16": has_native_bf16(), "isa_class": isa_class(), "loadavg_start": [round(v, 2) for v in load_start],
             "loadavg_end": [round(v, 2) for v in os.getloadavg()], "torch_threads": torch.get_num_threads()}
-    name = "cpu-engines-quick" if q else f"cpu-engines-{kind}-{bp.slug(host['cpu'])}"
+    name = "cpu-engines-quick" if q else f"cpu-engines-{sketch_kind}-{bp.slug(host['cpu'])}"
     extra = {"quick": q, "model": str(model_dir), "calibration": args.calibration or "phantom sketches",
              "val": args.val, "host": host, "configs": report["configs"], "skipped": skipped,
              "best": report.get("best"), "targets": report.get("targets", {}),
