@@ -47,6 +47,18 @@ def onnx_model(trained_model_dir):
 
 
 @pytest.fixture()
+def model_copy(trained_model_dir, tmp_path):
+    """A fresh copy of the tiny model's checkpoint (no engines), to export or tamper with."""
+    import shutil
+
+    out = tmp_path / "model"
+    out.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(trained_model_dir / name, out / name)
+    return out
+
+
+@pytest.fixture()
 def rng():
     return np.random.default_rng(0)
 

@@ -19,15 +19,6 @@ pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 
-@pytest.fixture()
-def model_copy(trained_model_dir, tmp_path):
-    out = tmp_path / "model"
-    out.mkdir()
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy(trained_model_dir / name, out / name)
-    return out
-
-
 def _reference(model_dir):
     from cheartflow_sdk.backends.torch_backend import TorchEncoder
 

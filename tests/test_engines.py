@@ -45,16 +45,6 @@ def _sidecar(engine, **overrides):
     return meta
 
 
-@pytest.fixture()
-def model_copy(trained_model_dir, tmp_path):
-    """A fresh copy of the tiny model's checkpoint (no engines)."""
-    out = tmp_path / "model"
-    out.mkdir()
-    for name in ("config.json", "model.safetensors"):
-        shutil.copy(trained_model_dir / name, out / name)
-    return out
-
-
 # ------------------------------------------------------------------ registry
 
 
