@@ -279,7 +279,6 @@ def write_planned_outputs(plan: list, images: Any, out: Path, desc: str, setting
     """Write each input's images in the formats `_synth_plan` chose (PNG, NIfTI, DICOM); returns the file count.
 
     `images` holds the inputs' images in plan order. DICOM of the inputs that are not volumes goes into one series."""
-    import numpy as np
 
     from . import io
     from .medical_io import write_dicom_series, write_nifti
