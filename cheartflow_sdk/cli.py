@@ -91,6 +91,7 @@ def _validation_data(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .config import read_config
     from .training import data_scales, train
 
     model_cfg, train_cfg = build_configs(args.preset, args.sketch, args.resolution, args.set)
@@ -99,14 +100,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.batch_size:
         train_cfg = dataclasses.replace(train_cfg, batch_size=args.batch_size)
     images, sketches = load_training_set(args.data, args.sketch, args.resolution)
-    if model_cfg.preconditioning == "bridge" and not any(s.split("=")[0].endswith(("sigma_x0", "sigma_x1")) for s in args.set):
+    if args.init_from:
+        model_cfg = read_config(args.init_from)[0]  # the architecture and scales of the weights we continue from
+    elif model_cfg.preconditioning == "bridge" and not any(s.split("=")[0].endswith(("sigma_x0", "sigma_x1")) for s in args.set):
         model_cfg = data_scales(model_cfg, images, sketches)
         log.info("bridge preconditioning: sigma_x0 %.4f, sigma_x1 %.4f (stds of the training images and sketches)",
                  model_cfg.sigma_x0, model_cfg.sigma_x1)
     log.info("training on %d slices (%s sketches, %dpx) into %s", len(images), args.sketch, args.resolution, args.out)
     val = _validation_data(args)
     _, results = train(images, sketches, model_cfg, train_cfg, args.out, device=args.device,
-                       resume=not args.no_resume, time_limit_s=args.time_limit, progress=not args.quiet, val=val)
+                       resume=not args.no_resume, time_limit_s=args.time_limit, progress=not args.quiet, val=val,
+                       init_from=args.init_from)
     if results:
         log.info("step %d, loss %.5f; model written to %s", results[-1].step, results[-1].loss, args.out)
     return 0
@@ -468,6 +472,9 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto")
     t.add_argument("--time-limit", type=float, help="stop (and checkpoint) after this many seconds; rerun to resume")
     t.add_argument("--no-resume", action="store_true", help="start over even if --out holds a training state")
+    t.add_argument("--init-from", metavar="MODEL_DIR",
+                   help="continue from a trained model's weights, steps and minutes when --out holds no training state "
+                        "(e.g. the bundled model, when its run folder is gone); the optimizer starts afresh")
     t.add_argument("--val", help="validation data scored at every checkpoint, best kept in OUT/best: a packed val .npz "
                                  "or an ACDC folder (default: the val split of an ACDC --data)")
     t.add_argument("--no-val", action="store_true", help="do not score checkpoints on val")

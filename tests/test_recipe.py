@@ -8,6 +8,7 @@ import pytest
 
 from cheartflow_sdk import bridge, cpu_features
 from cheartflow_sdk.config import ModelConfig, TrainConfig, model_config_from_dict, read_config, train_config_from_dict
+from cheartflow_sdk.errors import InvalidInputError
 
 torch = pytest.importorskip("torch")
 
@@ -187,3 +188,28 @@ def test_ema_warmup_follows_the_online_weights_early(phantom_set):
     trainer.step_count = 100_000
     assert trainer.ema_decay() == 0.999
     assert train_config_from_dict({"steps": 1}).ema_warmup == 0.0  # runs saved before the field: plain EMA
+
+
+def test_init_from_a_model_carries_weights_steps_and_minutes(phantom_set, tmp_path):
+    images, _, sketches = phantom_set
+    cfg = TrainConfig(steps=4, batch_size=4, warmup_steps=3, log_every=2, checkpoint_every=10**6)
+    Trainer(images, sketches, ModelConfig(**TINY_MODEL), cfg, tmp_path / "first", device="cpu").run(progress=False)
+    saved = read_config(tmp_path / "first")[2]
+    cont_cfg = TrainConfig(steps=6, batch_size=4, warmup_steps=3, log_every=2, checkpoint_every=10**6)
+    cont = Trainer(images, sketches, ModelConfig(**TINY_MODEL), cont_cfg, tmp_path / "cont", device="cpu",
+                   init_from=tmp_path / "first")
+    first_ema = load_encoder(tmp_path / "first").state_dict()
+    for name, value in cont.ema.state_dict().items():
+        torch.testing.assert_close(value, first_ema[name])
+    assert cont.step_count == 4 and cont.train_seconds == pytest.approx(60 * saved["train_minutes"])
+    assert cont._lr() == pytest.approx(cfg.lr / 3)  # a fresh optimizer warms up again from the carried step
+    cont.run(progress=False)
+    doc = read_config(tmp_path / "cont")[2]
+    assert doc["steps_trained"] == 6 and doc["initialized_from"]["step"] == 4
+    assert doc["train_minutes"] >= saved["train_minutes"]
+    resumed = Trainer(images, sketches, ModelConfig(**TINY_MODEL), cont_cfg, tmp_path / "cont", device="cpu",
+                      init_from=tmp_path / "first")  # a resumable state wins over --init-from
+    assert resumed.step_count == 6 and resumed._initialized_from["step"] == 4
+    other = ModelConfig(**{**TINY_MODEL, "base_channels": TINY_MODEL["base_channels"] * 2})
+    with pytest.raises(InvalidInputError, match="another config"):
+        Trainer(images, sketches, other, cont_cfg, tmp_path / "bad", device="cpu", init_from=tmp_path / "first")

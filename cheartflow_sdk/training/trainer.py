@@ -17,7 +17,7 @@ import torch
 from .. import bridge
 from .._version import __version__
 from ..cpu_features import has_native_bf16, usable_cores
-from ..config import ModelConfig, TrainConfig, train_config_from_dict
+from ..config import ModelConfig, TrainConfig, read_config, train_config_from_dict
 from ..errors import InvalidInputError
 from ..models import ConsistencyEncoder, build_encoder
 from . import checkpoint, discretization, losses
@@ -91,9 +91,12 @@ class Trainer:
 
     def __init__(self, images: np.ndarray, sketches: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig,
                  out_dir: str | Path, device: str = "auto", resume: bool = True,
-                 val: tuple[np.ndarray, np.ndarray] | None = None):
+                 val: tuple[np.ndarray, np.ndarray] | None = None, init_from: str | Path | None = None):
         """images: float32 [N,1,S,S] in [-1,1]; sketches: float32 [N,1,S,S] in [0,1] (the SDK's sketch form);
-        val: (images, sketches) of the validation split in the same form, or None."""
+        val: (images, sketches) of the validation split in the same form, or None;
+        init_from: a model folder (written by `cheartflow train`) to continue from when out_dir holds no
+        resumable state: its weights start the online and EMA encoders, and its steps and training minutes
+        carry on (the optimizer's moments start afresh, with a new learning-rate warm-up)."""
         _check_training_data(images, sketches, model_cfg)
         if val is not None:
             _check_training_data(*val, model_cfg)
@@ -123,16 +126,41 @@ class Trainer:
         if val is not None:
             self.selection = BestCheckpoint(self.out_dir, ValidationSet.from_arrays(*val, train_cfg.val_slices), train_cfg.val_metric)
         self._validated_step = -1
+        self._warmup_from = 0  # the step the learning-rate warm-up counts from
+        self._initialized_from: dict[str, Any] | None = None
+        state = None
         if resume:
             checkpoint.check_resume_config(self.out_dir, model_cfg)
             state = checkpoint.load_train_state(self.out_dir, self.encoder, self.ema, self.optimizer)
             if state is not None:
                 self.step_count = int(state["step"])
                 self.train_seconds = float(state.get("train_seconds", 0.0))
+                self._initialized_from = state.get("initialized_from")
+                self._warmup_from = self._initialized_from["step"] if self._initialized_from else 0
                 truncate_metrics(self.out_dir, self.step_count)
                 self._validated_step = self.step_count if val_logged(self.out_dir, self.step_count) else -1
                 log.info("resumed %s at step %d", self.out_dir, self.step_count)
-        self._history = checkpoint.train_history(self.out_dir, self.step_count, train_cfg)  # settings per step range
+        history_dir = self.out_dir
+        if init_from is not None and state is None:
+            self._init_from_model(Path(init_from))
+            history_dir = Path(init_from)  # the settings that trained the weights we start from
+        self._history = checkpoint.train_history(history_dir, self.step_count, train_cfg)  # settings per step range
+
+    def _init_from_model(self, model_dir: Path) -> None:
+        saved_cfg, _, doc = read_config(model_dir)
+        if saved_cfg != self.model_cfg:
+            raise InvalidInputError(f"--init-from {model_dir} holds a model with another config ({saved_cfg}); "
+                                    f"expected {self.model_cfg}")
+        weights = checkpoint.load_encoder(model_dir, self.device).state_dict()
+        self.encoder.load_state_dict(weights)
+        self.ema.load_state_dict(weights)
+        self.step_count = self._warmup_from = int(doc.get("steps_trained", 0))
+        self.train_seconds = 60.0 * float(doc.get("train_minutes", 0.0))
+        self._initialized_from = {"model": str(model_dir), "step": self.step_count,
+                                  "train_minutes": round(self.train_seconds / 60, 2)}
+        truncate_metrics(self.out_dir, self.step_count)
+        log.info("initialized %s from %s (step %d, %.1f training minutes; fresh optimizer state)", self.out_dir,
+                 model_dir, self.step_count, self.train_seconds / 60)
 
     def _generator(self) -> torch.Generator:
         # A generator per step keeps batches and noise identical whether or not the run was resumed.
@@ -146,7 +174,7 @@ class Trainer:
         return min(self.cfg.ema_decay, (1.0 + n) / (self.cfg.ema_warmup + n))
 
     def _lr(self) -> float:
-        warm = min(1.0, (self.step_count + 1) / max(1, self.cfg.warmup_steps))
+        warm = min(1.0, (self.step_count - self._warmup_from + 1) / max(1, self.cfg.warmup_steps))
         return self.cfg.lr * warm
 
     def pairs(self, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
@@ -245,7 +273,7 @@ class Trainer:
         """Write the resumable state and the EMA model (fp16 safetensors + config.json); validate if there is val data."""
         self._account_time()
         checkpoint.save_train_state(self.out_dir, self.step_count, self.encoder, self.ema, self.optimizer,
-                                    {"train_seconds": self.train_seconds})
+                                    {"train_seconds": self.train_seconds, "initialized_from": self._initialized_from})
         path = checkpoint.save_model(self.ema, self.out_dir, **self._provenance())
         if self.selection is not None and self._validated_step != self.step_count:
             self.validate()
@@ -264,7 +292,9 @@ class Trainer:
     def _provenance(self) -> dict[str, Any]:
         """save_model's train config and provenance for the current weights: the settings that produced them."""
         segments = [seg for seg in self._history if seg["from_step"] < self.step_count] or self._history[:1]
-        extra = {"train_history": segments} if len(segments) > 1 else {}
+        extra: dict[str, Any] = {"train_history": segments} if len(segments) > 1 else {}
+        if self._initialized_from is not None:
+            extra["initialized_from"] = self._initialized_from
         return dict(train_cfg=train_config_from_dict(segments[-1]["train"]), steps_trained=self.step_count,
                     train_minutes=round(self.train_seconds / 60, 2),
                     sdk_version=__version__, device=device_label(self.device), torch_version=torch.__version__,
@@ -274,11 +304,12 @@ class Trainer:
 def train(images: np.ndarray, sketches: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig,
           out_dir: str | Path, device: str = "auto", resume: bool = True, time_limit_s: float | None = None,
           progress: bool = True, val: tuple[np.ndarray, np.ndarray] | None = None,
-          ) -> tuple[ConsistencyEncoder, list[StepResult]]:
+          init_from: str | Path | None = None) -> tuple[ConsistencyEncoder, list[StepResult]]:
     """Train (or resume) a run in out_dir; returns the EMA encoder and the step results of this call.
 
     With `val` (images, sketches), checkpoints are scored on it and the best is kept in out_dir/best/.
     """
-    trainer = Trainer(images, sketches, model_cfg, train_cfg, out_dir, device=device, resume=resume, val=val)
+    trainer = Trainer(images, sketches, model_cfg, train_cfg, out_dir, device=device, resume=resume, val=val,
+                      init_from=init_from)
     results = trainer.run(time_limit_s=time_limit_s, progress=progress)
     return trainer.ema, results
