@@ -196,11 +196,11 @@ def test_cpu_order_is_data_and_follows_the_cpu(model_copy, monkeypatch):
     monkeypatch.delenv(registry.CPU_ORDER_ENV, raising=False)
     monkeypatch.setattr(cpu_features, "has_native_bf16", lambda: True)
     listed = [(b, p.name) for b, p, _ in registry.candidates(model_copy, "cpu")]
-    assert listed == [("openvino", "model.int8.xml"), ("onnxruntime", "model.int8.onnx"), ("openvino", "model.openvino.xml"),
-                      ("onnxruntime", "model.onnx"), ("torch-compiled", "model.pt2"), ("torch", "model")]
+    assert listed == [("openvino", "model.openvino.xml"), ("openvino", "model.int8.xml"), ("onnxruntime", "model.onnx"),
+                      ("torch-compiled", "model.pt2"), ("onnxruntime", "model.int8.onnx"), ("torch", "model")]
     monkeypatch.setattr(cpu_features, "has_native_bf16", lambda: False)  # the IR now counts as OpenVINO fp32
     listed = [p.name for _, p, _ in registry.candidates(model_copy, "cpu")]
-    assert listed.index("model.openvino.xml") == listed.index("model.onnx") + 1
+    assert listed.index("model.openvino.xml") > listed.index("model.onnx")  # measured slower than ORT fp32
     monkeypatch.setattr(registry, "_installed", lambda m: m != "openvino")  # no OpenVINO: its engines drop out
     assert "openvino" not in [b for b, _, _ in registry.candidates(model_copy, "cpu")]
     monkeypatch.setattr(registry, "CPU_ORDER", ("torch-fp32", "onnxruntime-fp32"))  # the order is the table's

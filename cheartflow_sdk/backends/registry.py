@@ -33,11 +33,12 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt", "torch-compiled", "torch")
 ONNX_FILENAME = contract.ONNX_FILENAME
 
-# `auto` on a CPU: engine kinds, fastest first. The default is the ranking expected from the issue-16 trial
-# (bf16/int8 engines ahead of ONNX Runtime fp32; OpenVINO fp32 behind it); benchmarks/bench_cpu_engines.py
-# measures every kind side by side and prints the measured order for this list.
-CPU_ORDER = ("openvino-int8", "onnxruntime-int8", "openvino-bf16", "onnxruntime-fp32", "openvino-fp32",
-             "torch-compiled-fp32", "onnxruntime-fp16", "torch-fp32")
+# `auto` on a CPU: engine kinds, fastest first, as measured side by side by benchmarks/bench_cpu_engines.py
+# on a 2-core AVX-512/AMX Xeon (benchmarks/results/cpu-engines-edges-intel-r-xeon-r-processor.md: engines
+# passing the quality bar by batch-16 throughput, then the rest). Rerun it on your CPU and paste its order here
+# or into CHEARTFLOW_CPU_ORDER.
+CPU_ORDER = ("openvino-bf16", "openvino-int8", "onnxruntime-fp32", "torch-compiled-fp32", "onnxruntime-int8",
+             "openvino-fp32", "torch-fp32", "onnxruntime-fp16")
 CPU_ORDER_ENV = "CHEARTFLOW_CPU_ORDER"  # comma-separated kinds: the only ones `auto` uses on a CPU, in that order
 REDUCED_PRECISIONS = ("int8", "bf16")
 
