@@ -74,6 +74,9 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.995)  # AdamW betas
     weight_decay: float = 0.0  # AdamW weight decay
     warmup_steps: int = 1000  # linear learning-rate warm-up
+    lr_decay_start: int = 0  # step where a cosine decay of the learning rate begins; 0 = constant after warm-up
+    lr_decay_steps: int = 1000  # length of that decay in steps; the rate then stays at lr * lr_final_fraction
+    lr_final_fraction: float = 0.05  # learning rate at the end of the decay, as a fraction of lr
     grad_clip: float = 1.0  # max global gradient norm (0 disables)
     ema_decay: float = 0.9995  # EMA of weights used for sampling and export
     ema_warmup: float = 10.0  # EMA decay at step n is min(ema_decay, (1 + n) / (ema_warmup + n)), so early checkpoints are not the initial weights; 0 = off
@@ -116,6 +119,8 @@ class TrainConfig:
             raise InvalidInputError("need gap_stage_steps >= 1, 0 < gap_shrink <= 1 and 0 < gap_min <= 1")
         if not (0.0 <= self.t2_one_fraction <= 1.0) or self.t2_power <= 0:
             raise InvalidInputError("need 0 <= t2_one_fraction <= 1 and t2_power > 0")
+        if self.lr_decay_start < 0 or self.lr_decay_steps < 1 or not (0.0 <= self.lr_final_fraction <= 1.0):
+            raise InvalidInputError("need lr_decay_start >= 0 (0 = off), lr_decay_steps >= 1 and 0 <= lr_final_fraction <= 1")
         if self.ema_warmup < 0:
             raise InvalidInputError(f"ema_warmup must be >= 0 (0 = off), got {self.ema_warmup}")
         if self.threads < 0:

@@ -213,3 +213,17 @@ def test_init_from_a_model_carries_weights_steps_and_minutes(phantom_set, tmp_pa
     other = ModelConfig(**{**TINY_MODEL, "base_channels": TINY_MODEL["base_channels"] * 2})
     with pytest.raises(InvalidInputError, match="another config"):
         Trainer(images, sketches, other, cont_cfg, tmp_path / "bad", device="cpu", init_from=tmp_path / "first")
+
+
+def test_learning_rate_cosine_decay(phantom_set):
+    images, _, sketches = phantom_set
+    cfg = TrainConfig(steps=1, lr=1e-3, warmup_steps=1, lr_decay_start=100, lr_decay_steps=50, lr_final_fraction=0.1)
+    trainer = Trainer(images, sketches, ModelConfig(**TINY_MODEL), cfg, "/tmp/unused-cf", device="cpu", resume=False)
+    rates = []
+    for step in (99, 100, 125, 150, 500):
+        trainer.step_count = step
+        rates.append(trainer._lr())
+    assert rates == pytest.approx([1e-3, 1e-3, 0.55e-3, 1e-4, 1e-4])
+    assert TrainConfig().lr_decay_start == 0  # off unless asked for: constant after warm-up
+    with pytest.raises(InvalidInputError, match="lr_final_fraction"):
+        TrainConfig(lr_final_fraction=1.5)

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import datetime
 import logging
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,7 +176,16 @@ class Trainer:
 
     def _lr(self) -> float:
         warm = min(1.0, (self.step_count - self._warmup_from + 1) / max(1, self.cfg.warmup_steps))
-        return self.cfg.lr * warm
+        return self.cfg.lr * warm * self._lr_decay()
+
+    def _lr_decay(self) -> float:
+        """Cosine from 1 to lr_final_fraction over lr_decay_steps from lr_decay_start (1 when the decay is off)."""
+        start = self.cfg.lr_decay_start
+        if start <= 0 or self.step_count < start:
+            return 1.0
+        progress = min(1.0, (self.step_count - start) / self.cfg.lr_decay_steps)
+        final = self.cfg.lr_final_fraction
+        return final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     def pairs(self, batch: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
         """(t1, t2, weight, grid intervals N, gap stage) of this step's pairs under the configured schedule."""
