@@ -227,3 +227,21 @@ def test_learning_rate_cosine_decay(phantom_set):
     assert TrainConfig().lr_decay_start == 0  # off unless asked for: constant after warm-up
     with pytest.raises(InvalidInputError, match="lr_final_fraction"):
         TrainConfig(lr_final_fraction=1.5)
+
+
+def test_report_carries_budget_rows_of_an_earlier_run(tmp_path, quality_script):
+    report = quality_script("report")
+    earlier = [{"method": "pix2pix", "sketch": "edges", "nfe": 1, "ssim": 0.4},
+               {"method": "cHeartFlow 1-step (37 min)", "sketch": "edges", "nfe": 1, "ssim": 0.51},
+               {"method": "cHeartFlow 1-step (37 min)", "sketch": "labels", "nfe": 1, "ssim": 0.3},
+               {"method": "cHeartFlow 1-step", "sketch": "edges", "nfe": 1, "ssim": 0.53}]
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(earlier))
+    methods = report.budget_methods(path)
+    assert methods == {"cHeartFlow 1-step (37 min)"}
+    rows, note = report.carried_rows(path, ["edges"], methods=methods)
+    assert [(r["method"], r["ssim"], r["carried_from"]) for r in rows] == [("cHeartFlow 1-step (37 min)", 0.51, str(path))]
+    assert "carried" in note
+    path.write_text("not json")
+    with pytest.raises(SystemExit, match="--carry-budget-rows"):
+        report.budget_methods(path)

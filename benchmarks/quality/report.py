@@ -316,6 +316,16 @@ def carried_rows(path: str | Path, kinds: Sequence[str], methods: Sequence[str] 
     return rows, note
 
 
+def budget_methods(path: str | Path) -> set[str]:
+    """The budget-checkpoint method names ("cHeartFlow 1-step (37 min)") in an earlier report's results.json."""
+    import json
+
+    try:
+        return {r["method"] for r in json.loads(Path(path).read_text()) if str(r.get("method", "")).endswith(" min)")}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--carry-budget-rows: cannot read {path} as a report's results.json ({exc})") from exc
+
+
 def _parse_kv(items: Sequence[str], what: str) -> dict[str, str]:
     out = {}
     for item in items:
@@ -507,6 +517,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", default="1,2", help="comma-separated cHeartFlow step counts (rows), e.g. 1,2,4,8")
     p.add_argument("--carry-baselines", metavar="RESULTS_JSON",
                    help="take the pix2pix/iDDPM rows from an earlier report's results.json (when their weights are gone)")
+    p.add_argument("--carry-budget-rows", metavar="RESULTS_JSON",
+                   help="take the budget-checkpoint rows (cHeartFlow 1-step (N min)) from an earlier report's results.json "
+                        "(when those checkpoints' run folders are gone)")
     p.add_argument("--budget-model", action="append", default=[], metavar="SKETCH:LABEL=PATH",
                    help="a cHeartFlow checkpoint kept after a training budget (e.g. edges:37 min=runs/edges/at-37min), "
                         "scored one-step beside the baselines trained for that long")
@@ -592,6 +605,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 steps=[int(k) for k in args.steps.split(",") if k.strip()], budget_models=budget_models)
     if args.carry_baselines:
         carried, note = carried_rows(args.carry_baselines, kinds)
+        rows, notes = carried + rows, notes + [note]
+    if args.carry_budget_rows:
+        carried, note = carried_rows(args.carry_budget_rows, kinds, methods=budget_methods(args.carry_budget_rows))
         rows, notes = carried + rows, notes + [note]
     written = write_report(args.out, rows, grids, notes, provenance(argv))
     for name, path in written.items():
