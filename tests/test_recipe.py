@@ -195,7 +195,8 @@ def test_init_from_a_model_carries_weights_steps_and_minutes(phantom_set, tmp_pa
     cfg = TrainConfig(steps=4, batch_size=4, warmup_steps=3, log_every=2, checkpoint_every=10**6)
     Trainer(images, sketches, ModelConfig(**TINY_MODEL), cfg, tmp_path / "first", device="cpu").run(progress=False)
     saved = read_config(tmp_path / "first")[2]
-    cont_cfg = TrainConfig(steps=6, batch_size=4, warmup_steps=3, log_every=2, checkpoint_every=10**6)
+    cont_cfg = TrainConfig(steps=6, batch_size=4, warmup_steps=3, log_every=2, checkpoint_every=10**6,
+                           keep_at_minutes=(0.0,))
     cont = Trainer(images, sketches, ModelConfig(**TINY_MODEL), cont_cfg, tmp_path / "cont", device="cpu",
                    init_from=tmp_path / "first")
     first_ema = load_encoder(tmp_path / "first").state_dict()
@@ -207,6 +208,7 @@ def test_init_from_a_model_carries_weights_steps_and_minutes(phantom_set, tmp_pa
     doc = read_config(tmp_path / "cont")[2]
     assert doc["steps_trained"] == 6 and doc["initialized_from"]["step"] == 4
     assert doc["train_minutes"] >= saved["train_minutes"]
+    assert not (tmp_path / "cont" / "at-0min").exists()  # a budget the first run had passed is not relabelled
     resumed = Trainer(images, sketches, ModelConfig(**TINY_MODEL), cont_cfg, tmp_path / "cont", device="cpu",
                       init_from=tmp_path / "first")  # a resumable state wins over --init-from
     assert resumed.step_count == 6 and resumed._initialized_from["step"] == 4

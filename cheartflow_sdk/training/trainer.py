@@ -272,7 +272,10 @@ class Trainer:
 
     def _keep_budget_snapshots(self) -> None:
         """Save the EMA model into at-<m>min/ for every `keep_at_minutes` budget reached and not yet kept."""
+        started_at = self._initialized_from["train_minutes"] if self._initialized_from else None
         for minutes in self.cfg.keep_at_minutes:
+            if started_at is not None and minutes <= started_at:
+                continue  # that budget was reached in the run we continued from: these weights are later ones
             folder = self.out_dir / f"at-{minutes:g}min"
             if self.train_seconds >= 60 * minutes and not (folder / checkpoint.CONFIG_FILENAME).is_file():
                 checkpoint.save_model(self.ema, folder, **self._provenance())
