@@ -34,6 +34,8 @@ ONNX_INT8_FILENAME = "model.int8.onnx"  # ONNX Runtime static int8 (QDQ), calibr
 OPENVINO_FILENAME = "model.openvino.xml"  # OpenVINO IR (+ .bin), fp32 weights, run in bf16 where the CPU has it
 OPENVINO_INT8_FILENAME = "model.int8.xml"  # OpenVINO IR (+ .bin) quantized to int8 by NNCF
 
+MODEL_FILENAME = "model.safetensors"  # the trained encoder's fp16 weights (beside config.json), every engine's source
+
 ENGINE_FILENAMES = {
     "onnx": ONNX_FILENAME,
     "onnx-fp16": ONNX_FP16_FILENAME,

@@ -15,8 +15,6 @@ from ..atomic import atomic_write_text
 def engine_metadata(cfg: Any, model_dir: str | Path, precision: str, fmt: str, **extra: Any) -> dict[str, str]:
     """The metadata every engine carries: model config, sketch kind, resolution, sigma, default schedule,
     SDK version, source checkpoint hash and folder name, precision and format (plus `extra` contract.META_* keys)."""
-    from ..training.checkpoint import MODEL_FILENAME
-
     model_dir = Path(model_dir)
     meta = {
         contract.META_MODEL_CONFIG: json.dumps(asdict(cfg)),
@@ -25,7 +23,7 @@ def engine_metadata(cfg: Any, model_dir: str | Path, precision: str, fmt: str, *
         contract.META_SIGMA: repr(cfg.sigma),
         contract.META_DEFAULT_SCHEDULE: json.dumps(list(cfg.default_schedule)),
         contract.META_SDK_VERSION: __version__,
-        contract.META_SOURCE_SHA256: contract.file_sha256(model_dir / MODEL_FILENAME),
+        contract.META_SOURCE_SHA256: contract.file_sha256(model_dir / contract.MODEL_FILENAME),
         contract.META_SOURCE_PATH: model_dir.resolve().name,  # the folder's name only: no build-machine path
         contract.META_PRECISION: precision,
         contract.META_FORMAT: fmt,

@@ -12,7 +12,6 @@ from ..errors import InvalidInputError, ModelMismatchError, ModelNotAvailableErr
 from .parity import ParityReport, check_parity, describe_gate, gate_limits
 
 log = logging.getLogger(__name__)
-_WEIGHTS = "model.safetensors"
 
 
 @dataclass
@@ -50,7 +49,7 @@ class VerifyReport(ParityReport):
 
 
 def _is_checkpoint(folder: Path) -> bool:
-    return (folder / CONFIG_FILENAME).is_file() and (folder / _WEIGHTS).is_file()
+    return (folder / CONFIG_FILENAME).is_file() and (folder / contract.MODEL_FILENAME).is_file()
 
 
 def find_reference(engine: Path, meta: dict[str, str], reference_model_dir: str | Path | None = None) -> Path:
@@ -60,7 +59,7 @@ def find_reference(engine: Path, meta: dict[str, str], reference_model_dir: str 
     if reference_model_dir is not None:
         ref = Path(reference_model_dir)
         if not _is_checkpoint(ref):
-            raise ModelNotAvailableError(f"{ref} is not a model folder ({CONFIG_FILENAME} + {_WEIGHTS})")
+            raise ModelNotAvailableError(f"{ref} is not a model folder ({CONFIG_FILENAME} + {contract.MODEL_FILENAME})")
         return ref
     recorded = meta.get(contract.META_SOURCE_PATH)
     looks = [engine.parent] + ([engine.parent.parent / recorded, Path(recorded)] if recorded else [])
@@ -97,7 +96,7 @@ def verify_engine(path: str | Path, reference_model_dir: str | Path | None = Non
                           precision=getattr(engine, "gate_precision", meta.get(contract.META_PRECISION, "fp32")),
                           reference_dir=str(ref_dir),
                           source_sha256_expected=meta.get(contract.META_SOURCE_SHA256),
-                          source_sha256_actual=contract.file_sha256(ref_dir / _WEIGHTS))
+                          source_sha256_actual=contract.file_sha256(ref_dir / contract.MODEL_FILENAME))
     if not report.source_matches:
         log.warning("%s: the reference checkpoint %s is not the engine's recorded source", path, ref_dir)
     (log.info if report.passed else log.warning)("verify: %s", report.summary())

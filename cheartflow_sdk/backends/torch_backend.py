@@ -17,8 +17,8 @@ class TorchEncoder:
 
     def __init__(self, model_dir: str | Path, device: str = "auto"):
         torch = require("torch")
-        from ..training.checkpoint import load_encoder
-        from ..training.trainer import resolve_device
+        from ..models.files import load_encoder
+        from ..torch_device import resolve_device
 
         self._torch = torch
         self.device = resolve_device(device)

@@ -29,8 +29,8 @@ from ..training.checkpoint import (
     save_sharded,
     unflatten_optimizer_state,
 )
+from ..torch_device import resolve_device
 from ..training.loop import append_metrics, device_label, run_steps, truncate_metrics
-from ..training.trainer import resolve_device
 from ..weights_file import load_weights, save_weights
 
 log = logging.getLogger(__name__)

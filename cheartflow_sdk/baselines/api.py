@@ -11,7 +11,7 @@ import torch
 
 from ..config import config_from_dict
 from ..errors import InvalidInputError, ModelMismatchError
-from ..training.trainer import resolve_device
+from ..torch_device import resolve_device
 from ..validation import as_sketch_batch, check_seed
 from . import iddpm, pix2pix
 from ._base import (

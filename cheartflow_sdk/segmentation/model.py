@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from ..atomic import atomic_write_text
 from ..errors import InvalidInputError, ModelNotAvailableError
-from ..training.trainer import resolve_device
+from ..torch_device import resolve_device
 from ..weights_file import load_weights, save_weights
 from .config import (
     CONFIG_FILENAME,

@@ -1,4 +1,4 @@
-"""Model files (fp16 safetensors + config.json) and resumable training state (sharded safetensors)."""
+"""Resumable training state (sharded safetensors); the model files themselves live in `models.files` (re-exported here)."""
 
 from __future__ import annotations
 
@@ -15,37 +15,21 @@ from ..config import (
     CONFIG_FILENAME,
     ModelConfig,
     TrainConfig,
-    config_to_json,
     read_config,
     train_config_from_dict,
 )
 from ..errors import InvalidInputError
-from ..models import ConsistencyEncoder, build_encoder
-from ..weights_file import load_weights, save_weights
+from ..models import ConsistencyEncoder
+from ..models.files import MODEL_FILENAME, load_encoder, save_model
 
-MODEL_FILENAME = "model.safetensors"
+__all__ = [  # the model-file names are re-exported: training code and older callers import them from here
+    "MAX_SHARD_BYTES", "MODEL_FILENAME", "STATE_DIRNAME", "check_resume_config", "flatten_optimizer_state",
+    "load_encoder", "load_sharded", "load_train_state", "save_model", "save_sharded", "save_train_state",
+    "train_history", "unflatten_optimizer_state",
+]
+
 STATE_DIRNAME = "train_state"
 MAX_SHARD_BYTES = 15 * 2**20  # keep every file under 16 MiB (the GPU machine's file limit)
-
-
-def save_model(encoder: ConsistencyEncoder, out_dir: str | Path, train_cfg: TrainConfig | None = None,
-               **provenance: Any) -> Path:
-    """Write the encoder's weights as fp16 safetensors plus config.json into out_dir; returns the weights path."""
-    out_dir = Path(out_dir)
-    save_weights(encoder, out_dir / MODEL_FILENAME, fmt="cheartflow")
-    atomic_write_text(out_dir / CONFIG_FILENAME, config_to_json(encoder.config, train_cfg, **provenance))
-    return out_dir / MODEL_FILENAME
-
-
-def load_encoder(model_dir: str | Path, device: str | torch.device = "cpu") -> ConsistencyEncoder:
-    """Load an fp32 encoder from a folder with model.safetensors and config.json (eval mode)."""
-    model_dir = Path(model_dir)
-    cfg, _, _ = read_config(model_dir)
-    weights = model_dir / MODEL_FILENAME
-    if not weights.is_file():
-        raise InvalidInputError(f"expected weights at {weights} (written by `cheartflow train`)")
-    encoder = load_weights(build_encoder(cfg), weights, model_dir / CONFIG_FILENAME)
-    return encoder.to(device).eval()
 
 
 def flatten_optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
