@@ -284,7 +284,7 @@ def quality(kind: str, out: Path, gate_ref: np.ndarray, gate_x: np.ndarray, gate
             val: tuple[np.ndarray, np.ndarray] | None, val_ref: np.ndarray | None) -> dict[str, float]:
     """Gate PSNR (parity.check_parity on the saved outputs) and val SSIM of one engine's saved outputs."""
     from cheartflow_sdk.export import check_parity
-    from cheartflow_sdk.metrics.image import psnr, ssim
+    from cheartflow_sdk.research.metrics.image import psnr, ssim
 
     got = np.load(out / f"{kind}.gate.npy")
     report = check_parity(lambda x, t: got, lambda x, t: gate_ref, res)

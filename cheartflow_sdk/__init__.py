@@ -18,7 +18,7 @@ from .errors import (
     NativeUnavailableError,
 )
 
-_LAZY_MODULES = {"sketch", "data", "examples", "io", "sampling", "kernels", "bridge", "config", "metrics", "evaluation",
+_LAZY_MODULES = {"sketch", "data", "examples", "io", "sampling", "kernels", "bridge", "config", "research",
                  "medical_io", "resize", "validation"}
 _LAZY_ATTRS = {"load_pipeline": "pipeline", "Pipeline": "pipeline", "ModelConfig": "config", "TrainConfig": "config"}
 

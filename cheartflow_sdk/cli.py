@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_train_baseline(args: argparse.Namespace) -> int:
-    from .baselines import config_fields, default_config, train_baseline
+    from .research.baselines import config_fields, default_config, train_baseline
 
     fields = config_fields(args.kind)
     overrides: dict[str, Any] = {"sketch_kind": args.sketch, "resolution": args.resolution}
@@ -138,7 +138,7 @@ def cmd_train_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_train_seg(args: argparse.Namespace) -> int:
-    from .segmentation import SegmenterConfig, SegTrainConfig, train_segmenter
+    from .research.segmentation import SegmenterConfig, SegTrainConfig, train_segmenter
 
     train_kw: dict[str, Any] = {}
     for item in args.set:
@@ -163,9 +163,9 @@ def cmd_train_seg(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .atomic import atomic_write_text
     from .errors import ModelNotAvailableError
-    from .evaluation import Evaluator, pipeline_cache_key, pipeline_method, rows_to_json, sweep_t1
+    from .research.evaluation import Evaluator, pipeline_cache_key, pipeline_method, rows_to_json, sweep_t1
     from .pipeline import load_pipeline
-    from .segmentation import load_segmenter
+    from .research.segmentation import load_segmenter
 
     pipe = load_pipeline(args.model, backend=args.backend, device=args.device, sketch_kind=args.sketch_kind)
     kind = pipe.config.sketch_kind
@@ -201,7 +201,7 @@ def cmd_pack(args: argparse.Namespace) -> int:
 
     slices = load_acdc(args.data, args.split, config=PreprocessConfig(size=args.resolution), progress=not args.quiet)
     if args.per_patient:
-        from .evaluation import per_patient_indices
+        from .research.evaluation import per_patient_indices
 
         slices = slices.subset(per_patient_indices(slices.patients, args.per_patient))
     path = save_slices(args.out, slices)

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from conftest import RES
 
-from cheartflow_sdk.baselines import (
+from cheartflow_sdk.research.baselines import (
     IDDPMConfig,
     Pix2PixConfig,
     iddpm,
@@ -18,12 +18,12 @@ from cheartflow_sdk.baselines import (
     make_trainer,
     train_baseline,
 )
-from cheartflow_sdk.baselines._base import (
+from cheartflow_sdk.research.baselines._base import (
     MODEL_FILENAME,
     STATE_DIRNAME,
     count_parameters,
 )
-from cheartflow_sdk.baselines.pix2pix import PatchDiscriminator, UNetGenerator
+from cheartflow_sdk.research.baselines.pix2pix import PatchDiscriminator, UNetGenerator
 from cheartflow_sdk.errors import InvalidInputError, ModelMismatchError
 from cheartflow_sdk.training.checkpoint import MAX_SHARD_BYTES
 

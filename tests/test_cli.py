@@ -114,7 +114,7 @@ def test_pack_then_train_from_npz(tmp_path):
 
 
 def test_train_baseline_cli(tmp_path):
-    from cheartflow_sdk.baselines import load_baseline
+    from cheartflow_sdk.research.baselines import load_baseline
     from cheartflow_sdk.data.phantom import write_phantom_acdc
 
     write_phantom_acdc(tmp_path / "acdc", n_patients=6, slices_per_volume=2, size=48, seed=2)

@@ -106,7 +106,7 @@ def test_demo_without_bundled_models_falls_back_to_the_phantom_demo(monkeypatch,
 
 def test_bundled_segmenter_recovers_the_anatomy_the_labels_model_drew():
     pytest.importorskip("torch")
-    from cheartflow_sdk.segmentation import load_segmenter, mean_foreground_dice
+    from cheartflow_sdk.research.segmentation import load_segmenter, mean_foreground_dice
 
     sketches, _ = load_example_sketches("labels")
     labels = np.rint(sketches[:, 0] * 3).astype(np.uint8)

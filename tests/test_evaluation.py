@@ -10,7 +10,7 @@ import pytest
 
 from cheartflow_sdk.data import SliceSet
 from cheartflow_sdk.errors import InvalidInputError
-from cheartflow_sdk.evaluation import (
+from cheartflow_sdk.research.evaluation import (
     METRIC_KEYS,
     Method,
     patient_average,
@@ -47,7 +47,7 @@ def slices():
 def tiny_segmenter(tmp_path_factory):
     pytest.importorskip("torch")
     from cheartflow_sdk.data.phantom import make_phantom
-    from cheartflow_sdk.segmentation import (
+    from cheartflow_sdk.research.segmentation import (
         SegmenterConfig,
         SegTrainConfig,
         train_segmenter,
@@ -62,7 +62,7 @@ def tiny_segmenter(tmp_path_factory):
 
 
 def test_identity_method_gives_perfect_scores(slices, tiny_segmenter):
-    from cheartflow_sdk.evaluation import Evaluator
+    from cheartflow_sdk.research.evaluation import Evaluator
 
     seg, _ = tiny_segmenter
     ev = Evaluator(slices, segmenter=seg, n_samples=3)
@@ -80,7 +80,7 @@ def test_identity_method_gives_perfect_scores(slices, tiny_segmenter):
 
 
 def test_degraded_method_scores_lower_and_is_called_with_the_sketches(slices, tiny_segmenter):
-    from cheartflow_sdk.evaluation import Evaluator
+    from cheartflow_sdk.research.evaluation import Evaluator
 
     seg, _ = tiny_segmenter
     ev = Evaluator(slices, segmenter=seg, method_batch_size=5)
@@ -113,7 +113,7 @@ def test_methods_with_wrong_output_are_rejected(slices):
 
 
 def test_pipeline_methods_and_the_t1_sweep(slices, trained_model_dir):
-    from cheartflow_sdk.evaluation import (
+    from cheartflow_sdk.research.evaluation import (
         Evaluator,
         evaluate_methods,
         pipeline_method,
@@ -226,7 +226,7 @@ def test_report_main_end_to_end_on_phantom_acdc(tmp_path, trained_model_dir, tin
 
 
 def test_per_patient_indices_and_slice_subsets(slices):
-    from cheartflow_sdk.evaluation import per_patient_indices
+    from cheartflow_sdk.research.evaluation import per_patient_indices
 
     patients = ["a", "a", "a", "a", "b", "c", "c", "c", "c", "c", "c"]
     idx = per_patient_indices(patients, 2)
@@ -243,7 +243,7 @@ def test_per_patient_indices_and_slice_subsets(slices):
 
 
 def test_report_scores_costly_methods_on_a_per_patient_subset(slices, tiny_segmenter, tmp_path, quality_script):
-    from cheartflow_sdk.evaluation import Method
+    from cheartflow_sdk.research.evaluation import Method
 
     report = quality_script("report")
     seg, _ = tiny_segmenter

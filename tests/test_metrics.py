@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cheartflow_sdk.errors import InvalidInputError, ModelNotAvailableError
-from cheartflow_sdk.metrics import (
+from cheartflow_sdk.research.metrics import (
     FrechetReference,
     frechet_distance,
     frechet_distance_features,
@@ -202,7 +202,7 @@ def _randomized_state(cls, seed: int, *args) -> dict:
 @pytest.fixture(scope="module")
 def inception_file(tmp_path_factory):
     torch = pytest.importorskip("torch")
-    from cheartflow_sdk.metrics.inception import InceptionV3Features
+    from cheartflow_sdk.research.metrics.inception import InceptionV3Features
 
     state = _randomized_state(InceptionV3Features, 0, "fid")
     state["fc.weight"] = torch.zeros(1008, 2048)  # the pytorch-fid file's classifier (unused by the features)
@@ -213,7 +213,7 @@ def inception_file(tmp_path_factory):
 
 
 def test_inception_features_shapes_determinism_and_channels(inception_file, rng):
-    from cheartflow_sdk.metrics import inception_features, load_inception
+    from cheartflow_sdk.research.metrics import inception_features, load_inception
 
     net = load_inception(inception_file)
     assert net.variant == "fid"
@@ -228,7 +228,7 @@ def test_inception_features_shapes_determinism_and_channels(inception_file, rng)
 
 def test_inception_torchvision_layout_selects_the_torchvision_variant(tmp_path):
     torch = pytest.importorskip("torch")
-    from cheartflow_sdk.metrics.inception import InceptionV3Features, load_inception
+    from cheartflow_sdk.research.metrics.inception import InceptionV3Features, load_inception
 
     state = _randomized_state(InceptionV3Features, 1, "torchvision")
     state.update({"fc.weight": torch.zeros(1000, 2048), "fc.bias": torch.zeros(1000),
@@ -242,7 +242,7 @@ def test_inception_torchvision_layout_selects_the_torchvision_variant(tmp_path):
 
 def test_inception_missing_corrupt_and_mismatched_files_name_the_file(tmp_path, inception_file):
     torch = pytest.importorskip("torch")
-    from cheartflow_sdk.metrics import load_inception
+    from cheartflow_sdk.research.metrics import load_inception
 
     missing = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
     with pytest.raises(ModelNotAvailableError, match=r"pt_inception-2015-12-05-6726825d\.pth.*pytorch-fid"):
@@ -264,7 +264,7 @@ def test_inception_missing_corrupt_and_mismatched_files_name_the_file(tmp_path, 
 @pytest.fixture(scope="module")
 def lpips_file(tmp_path_factory):
     torch = pytest.importorskip("torch")
-    from cheartflow_sdk.metrics.lpips import LPIPS
+    from cheartflow_sdk.research.metrics.lpips import LPIPS
 
     state = _randomized_state(LPIPS, 2)
     state["scaling_layer.shift"] = torch.tensor([-0.030, -0.088, -0.188]).view(1, 3, 1, 1)
@@ -275,7 +275,7 @@ def lpips_file(tmp_path_factory):
 
 
 def test_lpips_is_zero_for_identical_images_symmetric_and_positive(lpips_file, rng):
-    from cheartflow_sdk.metrics import load_lpips, lpips_distance
+    from cheartflow_sdk.research.metrics import load_lpips, lpips_distance
 
     net = load_lpips(lpips_file)
     a = rng.random((3, 1, 64, 64)).astype(np.float32)
@@ -289,7 +289,7 @@ def test_lpips_is_zero_for_identical_images_symmetric_and_positive(lpips_file, r
 
 def test_lpips_accepts_torchvision_backbone_keys_and_names_bad_files(lpips_file, tmp_path, rng):
     torch = pytest.importorskip("torch")
-    from cheartflow_sdk.metrics import load_lpips, lpips_distance
+    from cheartflow_sdk.research.metrics import load_lpips, lpips_distance
 
     state = torch.load(lpips_file, weights_only=True)
     renamed = {}
@@ -319,6 +319,7 @@ def test_metrics_import_needs_numpy_only(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, cheartflow_sdk.metrics as m, cheartflow_sdk.segmentation as s, cheartflow_sdk.evaluation as e; "
+    code = ("import sys, cheartflow_sdk.research.metrics as m, cheartflow_sdk.research.segmentation as s, "
+            "cheartflow_sdk.research.evaluation as e; "
             "m.ssim; s.mean_foreground_dice; e.Evaluator; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=120)

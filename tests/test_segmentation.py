@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cheartflow_sdk.errors import InvalidInputError, ModelNotAvailableError
-from cheartflow_sdk.segmentation import (
+from cheartflow_sdk.research.segmentation import (
     SegmenterConfig,
     SegTrainConfig,
     dice_per_class,
@@ -48,7 +48,7 @@ def test_dice_skips_classes_absent_from_both():
 
 def test_soft_dice_loss_is_near_zero_for_a_confident_correct_prediction():
     torch = pytest.importorskip("torch")
-    from cheartflow_sdk.segmentation import soft_dice_loss
+    from cheartflow_sdk.research.segmentation import soft_dice_loss
 
     target = torch.randint(0, 4, (2, 8, 8))
     logits = torch.nn.functional.one_hot(target, 4).permute(0, 3, 1, 2).float() * 50
@@ -60,7 +60,7 @@ def test_soft_dice_loss_is_near_zero_for_a_confident_correct_prediction():
 def trained_segmenter(tmp_path_factory):
     pytest.importorskip("torch")
     from cheartflow_sdk.data.phantom import make_phantom
-    from cheartflow_sdk.segmentation import train_segmenter
+    from cheartflow_sdk.research.segmentation import train_segmenter
 
     images, labels = make_phantom(128, size=32, seed=0)
     val = make_phantom(24, size=32, seed=1)
@@ -102,7 +102,7 @@ def test_features_are_normalized_on_the_training_images(trained_segmenter):
 
 
 def test_save_load_round_trip(trained_segmenter):
-    from cheartflow_sdk.segmentation import load_segmenter
+    from cheartflow_sdk.research.segmentation import load_segmenter
 
     seg, _, out, (val_images, _) = trained_segmenter
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "metrics.jsonl", "segmenter.safetensors"]
@@ -114,7 +114,7 @@ def test_save_load_round_trip(trained_segmenter):
 
 
 def test_bad_inputs_and_missing_files(trained_segmenter, tmp_path):
-    from cheartflow_sdk.segmentation import load_segmenter, train_segmenter
+    from cheartflow_sdk.research.segmentation import load_segmenter, train_segmenter
 
     seg, _, out, (val_images, val_labels) = trained_segmenter
     with pytest.raises(InvalidInputError, match=r"\[N, 1, 32, 32\]"):
@@ -135,8 +135,8 @@ def test_bad_inputs_and_missing_files(trained_segmenter, tmp_path):
 
 def test_no_bundled_segmenter_gives_an_actionable_error(monkeypatch, tmp_path):
     pytest.importorskip("torch")
-    from cheartflow_sdk.segmentation import load_segmenter
-    from cheartflow_sdk.segmentation import model as seg_model
+    from cheartflow_sdk.research.segmentation import load_segmenter
+    from cheartflow_sdk.research.segmentation import model as seg_model
 
     monkeypatch.setattr(seg_model, "default_segmenter_dir", lambda: tmp_path / "segmenter")
     with pytest.raises(ModelNotAvailableError, match="cheartflow train-seg"):

@@ -10,7 +10,7 @@ torch = pytest.importorskip("torch")
 
 from cheartflow_sdk.config import ModelConfig, TrainConfig, read_config  # noqa: E402
 from cheartflow_sdk.errors import InvalidInputError  # noqa: E402
-from cheartflow_sdk.metrics.image import psnr, ssim  # noqa: E402
+from cheartflow_sdk.research.metrics.image import psnr, ssim  # noqa: E402
 from cheartflow_sdk.training import Trainer, load_encoder  # noqa: E402
 from cheartflow_sdk.training.selection import (  # noqa: E402
     BestCheckpoint,

@@ -10,8 +10,8 @@ import pytest
 
 from cheartflow_sdk.data import SliceSet
 from cheartflow_sdk.errors import InvalidInputError
-from cheartflow_sdk.evaluation import METRIC_KEYS, Evaluator, Method, evaluate_methods
-from cheartflow_sdk.synthesis_cache import SynthesisCache, fingerprint_files
+from cheartflow_sdk.research.evaluation import METRIC_KEYS, Evaluator, Method, evaluate_methods
+from cheartflow_sdk.research.synthesis_cache import SynthesisCache, fingerprint_files
 
 RES = 32
 
@@ -62,7 +62,7 @@ def test_entries_round_trip_and_miss_on_other_keys_or_sketches(tmp_path, caplog)
     assert cache.load("m|steps=1", other) is None
     assert cache.load("m|steps=1", sketches.astype(np.float64)) is None  # same values, other bytes
     path.write_bytes(b"not an npz")
-    with caplog.at_level(logging.WARNING, logger="cheartflow_sdk.synthesis_cache"):
+    with caplog.at_level(logging.WARNING, logger="cheartflow_sdk.research.synthesis_cache"):
         assert cache.load("m|steps=1", sketches) is None
     assert "unreadable" in caplog.text and path.name in caplog.text
 
@@ -149,7 +149,7 @@ def test_baseline_methods_sample_with_their_steps_seed_and_a_progress_bar(qualit
 
 
 def test_pipeline_keys_change_with_the_sampling_settings(trained_model_dir):
-    from cheartflow_sdk.evaluation import pipeline_cache_key
+    from cheartflow_sdk.research.evaluation import pipeline_cache_key
     from cheartflow_sdk.pipeline import load_pipeline
 
     pipe = load_pipeline(trained_model_dir, backend="torch", device="cpu")

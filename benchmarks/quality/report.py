@@ -25,7 +25,7 @@ that adds a baseline synthesizes only that one, and a run stopped halfway resume
 
 A cHeartFlow model that is not given falls back to the bundled default; methods whose models are
 missing (or whose sketch kind or resolution does not match) are left out with a note. Baselines are
-loaded with ``cheartflow_sdk.baselines.load_baseline`` when that module is installed; any other
+loaded with ``cheartflow_sdk.research.baselines.load_baseline`` when that module is installed; any other
 method plugs in as a callable ``sketches [B,1,S,S] in [0,1] -> images [B,1,S,S] in [0,1]`` through
 :func:`run_benchmark` (``extra_methods``).
 """
@@ -168,7 +168,7 @@ def _markdown_rows(section: list[dict[str, Any]], references: list[dict[str, Any
 def write_results_json(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
     """``results.json``: the list of rows as strict JSON, written atomically."""
     from cheartflow_sdk.atomic import atomic_write_text
-    from cheartflow_sdk.evaluation import rows_to_json
+    from cheartflow_sdk.research.evaluation import rows_to_json
 
     return atomic_write_text(path, rows_to_json(rows))
 
@@ -375,7 +375,7 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
 
     models: sketch kind -> loaded Pipeline (missing kinds are left out); baselines: callables with
     ``kind``, ``sketch_kind`` and ``steps`` attributes (see :func:`baseline_method`); extra_methods:
-    :class:`cheartflow_sdk.evaluation.Method` objects. Order per sketch kind: pix2pix, iDDPM (by NFE),
+    :class:`cheartflow_sdk.research.evaluation.Method` objects. Order per sketch kind: pix2pix, iDDPM (by NFE),
     extra methods, cHeartFlow one-step rows of ``budget_models`` ((sketch kind, budget label, Pipeline):
     checkpoints kept after a given training time, to compare at the baselines' budgets), cHeartFlow at
     each of ``steps`` (2 steps at the model's default t_1, k > 2 at evenly spaced t_k); then the t_1 sweep.
@@ -385,10 +385,10 @@ def run_benchmark(slices: Any, *, models: dict[str, Any], baselines: Sequence[An
     too (rows with ``subset``), so the costly methods (or rows carried from an earlier report) are
     compared on equal terms; the grid of a kind with costly methods comes from the subset, where all ran.
 
-    cache: a :class:`cheartflow_sdk.synthesis_cache.SynthesisCache` (or folder) for the images of methods
+    cache: a :class:`cheartflow_sdk.research.synthesis_cache.SynthesisCache` (or folder) for the images of methods
     with a ``cache_key`` (the cHeartFlow ones always have one).
     """
-    from cheartflow_sdk.evaluation import (
+    from cheartflow_sdk.research.evaluation import (
         Evaluator,
         Method,
         per_patient_indices,
@@ -478,11 +478,11 @@ def _evaluate_methods(ev: Any, methods: Sequence[Any], kind: str, notes: list[st
 
 
 def baseline_method(synth: Any, steps: int | None = None, seed: int = 0, progress: bool = True) -> Any:
-    """A loaded baseline (``cheartflow_sdk.baselines.load_baseline``) as an evaluation Method; its cache key
+    """A loaded baseline (``cheartflow_sdk.research.baselines.load_baseline``) as an evaluation Method; its cache key
     fingerprints the run's config and weights when the synthesizer names its run folder (``source``).
     progress: show iDDPM's sampling steps as a progress bar (1000 steps take over half an hour on a CPU)."""
-    from cheartflow_sdk.evaluation import Method
-    from cheartflow_sdk.synthesis_cache import fingerprint_files
+    from cheartflow_sdk.research.evaluation import Method
+    from cheartflow_sdk.research.synthesis_cache import fingerprint_files
 
     kind = getattr(synth, "kind", "baseline")
     nfe = int(steps if steps is not None else getattr(synth, "default_steps", 1))
@@ -493,7 +493,7 @@ def baseline_method(synth: Any, steps: int | None = None, seed: int = 0, progres
     source = getattr(synth, "source", None)
     key = None
     if source is not None:
-        from cheartflow_sdk.baselines._base import CONFIG_FILENAME, MODEL_FILENAME
+        from cheartflow_sdk.research.baselines._base import CONFIG_FILENAME, MODEL_FILENAME
 
         files = fingerprint_files([Path(source) / CONFIG_FILENAME, Path(source) / MODEL_FILENAME])
         key = f"{kind}|{files}|{getattr(synth, 'device', '')}|amp={getattr(synth, 'amp', None)}|steps={nfe}|seed={seed}"
@@ -556,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
 
     def load_seg():
-        from cheartflow_sdk.segmentation import load_segmenter
+        from cheartflow_sdk.research.segmentation import load_segmenter
 
         return load_segmenter(args.segmenter, device=device)
 
@@ -587,7 +587,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path, steps = _parse_baseline(spec)
 
         def load_b(path=path, steps=steps):
-            from cheartflow_sdk.baselines import load_baseline
+            from cheartflow_sdk.research.baselines import load_baseline
 
             return baseline_method(load_baseline(path, device=device), steps=steps, seed=args.seed)
 

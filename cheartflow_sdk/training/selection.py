@@ -22,7 +22,7 @@ import torch
 
 from ..config import CONFIG_FILENAME, VAL_METRICS, read_config
 from ..errors import InvalidInputError
-from ..metrics.image import psnr, ssim, to_unit_range
+from ..research.metrics.image import psnr, ssim, to_unit_range
 from .loop import METRICS_FILENAME
 
 log = logging.getLogger(__name__)

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .._version import __version__
-from ..errors import InvalidInputError
-from ..training.loop import METRICS_FILENAME, append_metrics, device_label, run_steps
+from ..._version import __version__
+from ...errors import InvalidInputError
+from ...training.loop import METRICS_FILENAME, append_metrics, device_label, run_steps
 from .config import SegmenterConfig, SegTrainConfig
 from .dice import mean_foreground_dice
 from .model import Segmenter, SegUNet, resolve_device, save_segmenter

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import config_from_dict
-from ..errors import InvalidInputError
+from ...config import config_from_dict
+from ...errors import InvalidInputError
 
 CONFIG_FILENAME = "config.json"
 WEIGHTS_FILENAME = "segmenter.safetensors"

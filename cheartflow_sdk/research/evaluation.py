@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from .data.acdc import SliceSet
-from .errors import InvalidInputError
+from ..data.acdc import SliceSet
+from ..errors import InvalidInputError
 from .metrics.frechet import FrechetReference
 from .metrics.image import psnr, ssim, to_unit_range
 from .segmentation.dice import mean_foreground_dice
@@ -119,9 +119,9 @@ def pipeline_method(pipe: Any, steps: int = 1, schedule: Sequence[float] | None 
 
 
 def pipeline_cache_key(pipe: Any, steps: int = 1, schedule: Sequence[float] | None = None, seed: int = 0) -> str:
-    """The :class:`~cheartflow_sdk.synthesis_cache.SynthesisCache` key of ``pipeline_method(pipe, steps, schedule, seed)``:
+    """The :class:`~cheartflow_sdk.research.synthesis_cache.SynthesisCache` key of ``pipeline_method(pipe, steps, schedule, seed)``:
     the model files' fingerprint, backend, device and sampling settings."""
-    from .sampling import NOISE_SCHEME
+    from ..sampling import NOISE_SCHEME
 
     sched = None if schedule is None else [round(float(t), 6) for t in np.ravel(schedule)]
     noise = f"|noise={NOISE_SCHEME}" if int(steps) > 1 else ""  # one-step sampling draws no noise
@@ -154,13 +154,13 @@ class EvalResult:
 class Evaluator:
     """Real slices, their sketches and the real-image features, computed once and shared by all methods.
 
-    segmenter: a :class:`cheartflow_sdk.segmentation.Segmenter` (None: no seg_dice / frechet_seg);
-    inception_weights / lpips_weights: weight files (see :mod:`cheartflow_sdk.metrics.inception` and
-    :mod:`~cheartflow_sdk.metrics.lpips`; None: no fid / lpips); batch_size: of the metric networks;
+    segmenter: a :class:`cheartflow_sdk.research.segmentation.Segmenter` (None: no seg_dice / frechet_seg);
+    inception_weights / lpips_weights: weight files (see :mod:`cheartflow_sdk.research.metrics.inception` and
+    :mod:`~cheartflow_sdk.research.metrics.lpips`; None: no fid / lpips); batch_size: of the metric networks;
     method_batch_size: sketches per call of a method (None: all at once, so methods that key noise by
     the sample's index in the request, like Pipeline, give batching-independent images); n_samples:
     images kept per method for the sample grid, spread over patients; cache: a
-    :class:`~cheartflow_sdk.synthesis_cache.SynthesisCache` (or its folder) that keeps and reuses the
+    :class:`~cheartflow_sdk.research.synthesis_cache.SynthesisCache` (or its folder) that keeps and reuses the
     images of methods evaluated with a ``cache_key``.
     """
 
@@ -200,7 +200,7 @@ class Evaluator:
     def sketches(self, kind: str) -> np.ndarray:
         """Sketches of ``kind`` of the real slices, float32 ``[N,1,S,S]`` in [0, 1] (cached)."""
         if kind not in self._sketches:
-            from .sketch import make_sketch
+            from ..sketch import make_sketch
 
             self._sketches[kind] = make_sketch(kind, images=self.slices.images, labels=self.slices.labels)
         return self._sketches[kind]

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import InvalidInputError
+from ...errors import InvalidInputError
 from ._weights import check_keys, read_state_dict
 
 WHAT = "LPIPS (AlexNet, v0.1) weights"

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import InvalidInputError
+from ...errors import InvalidInputError
 from ._base import BaselineTrainer, check_common_config
 
 

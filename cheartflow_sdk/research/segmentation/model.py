@@ -26,10 +26,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..atomic import atomic_write_text
-from ..errors import InvalidInputError, ModelNotAvailableError
-from ..torch_device import resolve_device
-from ..weights_file import load_weights, save_weights
+from ...atomic import atomic_write_text
+from ...errors import InvalidInputError, ModelNotAvailableError
+from ...torch_device import resolve_device
+from ...weights_file import load_weights, save_weights
 from .config import (
     CONFIG_FILENAME,
     WEIGHTS_FILENAME,

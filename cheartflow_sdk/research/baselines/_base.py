@@ -19,19 +19,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._version import __version__
-from ..atomic import atomic_write_text
-from ..config import CONFIG_FILENAME
-from ..errors import InvalidInputError
-from ..training.checkpoint import (
+from ..._version import __version__
+from ...atomic import atomic_write_text
+from ...config import CONFIG_FILENAME
+from ...errors import InvalidInputError
+from ...training.checkpoint import (
     flatten_optimizer_state,
     load_sharded,
     save_sharded,
     unflatten_optimizer_state,
 )
-from ..torch_device import resolve_device
-from ..training.loop import append_metrics, device_label, run_steps, truncate_metrics
-from ..weights_file import load_weights, save_weights
+from ...torch_device import resolve_device
+from ...training.loop import append_metrics, device_label, run_steps, truncate_metrics
+from ...weights_file import load_weights, save_weights
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
 
 def check_common_config(cfg: Any) -> None:
     """Validate the fields every baseline config has (sketch kind, resolution, loop settings)."""
-    from ..config import SKETCH_KINDS
+    from ...config import SKETCH_KINDS
 
     if cfg.sketch_kind not in SKETCH_KINDS:
         raise InvalidInputError(f"sketch_kind must be one of {SKETCH_KINDS}, got {cfg.sketch_kind!r}")

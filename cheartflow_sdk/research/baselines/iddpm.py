@@ -27,9 +27,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..config import ModelConfig
-from ..errors import InvalidInputError
-from ..models.unet import TimeConditionedUNet
+from ...config import ModelConfig
+from ...errors import InvalidInputError
+from ...models.unet import TimeConditionedUNet
 from ._base import BaselineTrainer, check_common_config
 
 

@@ -9,7 +9,7 @@
     out = fn(sketches01, steps=200, seed=0)   # float32 [B,1,H,W] in [0,1]
 """
 
-from .._optional import require
+from ..._optional import require
 
 require("torch")  # a clear error naming the `train` extra when torch is missing
 

@@ -8,7 +8,7 @@
     metrics.inception_features(net, images01)                               # [N, 2048]
     lp = metrics.load_lpips("lpips_alex.pth"); metrics.lpips_distance(lp, a, b)
 
-`import cheartflow_sdk.metrics` imports numpy only; the network modules load torch when used.
+`import cheartflow_sdk.research.metrics` imports numpy only; the network modules load torch when used.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from .._optional import require
+        from ..._optional import require
 
         require("torch")
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'cheartflow_sdk.metrics' has no attribute {name!r}")
+    raise AttributeError(f"module 'cheartflow_sdk.research.metrics' has no attribute {name!r}")

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import config_from_dict
-from ..errors import InvalidInputError, ModelMismatchError
-from ..torch_device import resolve_device
-from ..validation import as_sketch_batch, check_seed
+from ...config import config_from_dict
+from ...errors import InvalidInputError, ModelMismatchError
+from ...torch_device import resolve_device
+from ...validation import as_sketch_batch, check_seed
 from . import iddpm, pix2pix
 from ._base import (
     MODEL_FILENAME,

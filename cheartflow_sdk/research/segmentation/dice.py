@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ...errors import InvalidInputError
 
 FOREGROUND = (1, 2, 3)  # ACDC: 1 RV, 2 MYO, 3 LV (0 is background)
 CLASS_NAMES = {0: "background", 1: "RV", 2: "MYO", 3: "LV"}

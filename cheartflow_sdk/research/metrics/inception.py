@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import InvalidInputError
+from ...errors import InvalidInputError
 from ._weights import check_keys, read_state_dict
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ...errors import InvalidInputError
 
 SSIM_SIGMA = 1.5  # Gaussian window standard deviation (Wang et al.)
 SSIM_TRUNCATE = 3.5  # window radius in sigmas: int(3.5 * 1.5 + 0.5) = 5 -> 11 x 11 (skimage)

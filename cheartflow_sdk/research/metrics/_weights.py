@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import InvalidInputError, ModelNotAvailableError
+from ...errors import InvalidInputError, ModelNotAvailableError
 
 
 def read_state_dict(path: str | os.PathLike | None, what: str, expected: str) -> dict[str, Any]:

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_bytes
-from .errors import InvalidInputError
+from ..atomic import atomic_write_bytes
+from ..errors import InvalidInputError
 
 log = logging.getLogger(__name__)
 

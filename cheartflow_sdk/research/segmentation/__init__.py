@@ -6,7 +6,7 @@
     feats = seg.bottleneck_features(images)           # [N, 128]
     mean_foreground_dice(labels, slices.labels)       # [N]
 
-`import cheartflow_sdk.segmentation` imports numpy only; the network and training load torch when used.
+`import cheartflow_sdk.research.segmentation` imports numpy only; the network and training load torch when used.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from .._optional import require
+        from ..._optional import require
 
         require("torch")
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
-    raise AttributeError(f"module 'cheartflow_sdk.segmentation' has no attribute {name!r}")
+    raise AttributeError(f"module 'cheartflow_sdk.research.segmentation' has no attribute {name!r}")
