@@ -24,7 +24,6 @@ package is compiled and timed with time.perf_counter (a smoke run of this script
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import re
 import shutil
@@ -44,27 +43,6 @@ sys.path.insert(0, str(HERE))  # benchmarks/results.py: the results-file writer 
 log = logging.getLogger("bench_engines")
 BATCHES = {1: 50, 256: 20}  # batch -> minimum timed runs
 WARMUP = 10
-
-
-def _load(name: str, path: Path, package_dir: Path | None = None) -> Any:
-    spec = importlib.util.spec_from_file_location(
-        name, path, submodule_search_locations=[str(package_dir)] if package_dir else None)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    assert spec.loader is not None
-    spec.loader.exec_module(module)
-    return module
-
-
-def _ensure_export_package() -> None:
-    """In a source checkout `cheartflow_sdk/export` is a git-ignored symlink to `export/`; map it if missing."""
-    try:
-        import cheartflow_sdk.export  # noqa: F401
-    except ImportError:
-        import cheartflow_sdk
-
-        _load("cheartflow_sdk.export", REPO / "export" / "__init__.py", REPO / "export")
-        cheartflow_sdk.export = sys.modules["cheartflow_sdk.export"]
 
 
 def slug(text: str) -> str:
@@ -199,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_engines: no CUDA GPU visible to torch; nothing measured, nothing written "
               "(pass --cpu for a CPU smoke run)")
         return 0
-    _ensure_export_package()
     with tempfile.TemporaryDirectory(prefix="bench_engines_") as tmp:
         work = args.keep or Path(tmp) / "model"
         work.mkdir(parents=True, exist_ok=True)

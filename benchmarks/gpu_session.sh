@@ -37,7 +37,6 @@ python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.versio
 step "build _C in place with CUDA forced on (the benchmarks and tests use this checkout)"
 cmake -S . -B build/gpu -DCMAKE_BUILD_TYPE=Release -DCHEARTFLOW_CUDA=ON -DPython_EXECUTABLE="$(command -v python3)" -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" >/dev/null || exit 1
 cmake --build build/gpu -j "$(nproc)" || exit 1
-ln -sfn ../export cheartflow_sdk/export  # in the wheel, export/ is cheartflow_sdk.export
 export PYTHONPATH=$PWD
 python3 -c "import cheartflow_sdk._C as c; assert c.cuda_compiled() and c.cuda_device_count() > 0; print('CUDA kernels usable on', c.cuda_device_count(), 'GPU(s)')" || exit 1
 

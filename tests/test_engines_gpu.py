@@ -2,7 +2,6 @@
 environment: skipped without `tensorrt`), ONNX Runtime CUDA. Every test here skips cleanly without CUDA.
 
 On a GPU machine with the repository checked out (not installed):
-    ln -sfn ../export cheartflow_sdk/export   # the dev symlink is git-ignored
     PYTHONPATH=$PWD python -m pytest -q tests/test_engines_gpu.py
 """
 
