@@ -1,6 +1,6 @@
 """Image-quality metrics: SSIM/PSNR and the Frechet distance (numpy), FID/LPIPS networks (torch, lazy).
 
-    from cheartflow_sdk import metrics
+    from cheartflow_sdk.research import metrics
     metrics.ssim(a, b)              # [B] mean SSIM, images in [0, 1]
     metrics.psnr(a, b)              # [B] dB, +inf for identical images
     metrics.frechet_distance_features(f_real, f_fake)
