@@ -234,6 +234,8 @@ def test_auto_picks_the_first_engine_that_opens_and_whose_gate_vouches_for_this_
     monkeypatch.setattr(registry, "_use_cuda", lambda d: False)
     monkeypatch.delenv(registry.CPU_ORDER_ENV, raising=False)
     monkeypatch.setattr(cpu_features, "has_native_bf16", lambda: True)
+    # the fallback logic, not the measured ranking: the int8 engines first, so both skip paths are taken
+    monkeypatch.setattr(registry, "CPU_ORDER", ("openvino-int8", "onnxruntime-int8", "openvino-bf16", "onnxruntime-fp32"))
     here = cpu_features.isa_class()
     opened = []
 
