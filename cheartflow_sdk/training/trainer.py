@@ -21,6 +21,7 @@ from ..cpu_features import has_native_bf16, usable_cores
 from ..config import ModelConfig, TrainConfig, read_config, train_config_from_dict
 from ..errors import InvalidInputError
 from ..models import ConsistencyEncoder, build_encoder
+from ..torch_device import resolve_device
 from . import checkpoint, discretization, losses
 from .loop import append_metrics, device_label, run_steps, truncate_metrics
 from .selection import BestCheckpoint, ValidationSet, score_one_step, val_logged
@@ -41,17 +42,6 @@ class StepResult:
     sec_per_step: float = 0.0  # wall-clock seconds per step since the previous log line
     images_per_sec: float = 0.0  # training images per second since the previous log line
     train_minutes: float = 0.0  # wall-clock minutes of training so far, over every resumed chunk
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """'auto' -> cuda if available, else cpu; a CUDA request without a GPU is an error."""
-    if isinstance(device, torch.device):
-        return device
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} requested but torch sees no CUDA GPU; use device='cpu' or 'auto'")
-    return torch.device(device)
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
