@@ -64,6 +64,15 @@ class ModelConfig:
 VAL_METRICS = ("ssim", "psnr")  # what can choose the checkpoint on val (one-step scores)
 
 
+def _float_tuple(name: str, value: Any) -> tuple[float, ...]:
+    """A config field that holds numbers, given as one number (`--set keep_at_minutes=180`) or a sequence."""
+    items = value if isinstance(value, (list, tuple)) else (value,)
+    try:
+        return tuple(float(item) for item in items)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} expects a number or a list of numbers, got {value!r}") from None
+
+
 @dataclass
 class TrainConfig:
     """Every hyperparameter of a training run (paper Eq. 1-2 with improved-consistency-training choices)."""
@@ -105,8 +114,8 @@ class TrainConfig:
     val_metric: str = "ssim"  # what picks the best checkpoint on val: "ssim" or "psnr" (one-step)
 
     def __post_init__(self) -> None:
-        self.betas = tuple(float(b) for b in self.betas)
-        self.keep_at_minutes = tuple(float(m) for m in self.keep_at_minutes)
+        self.betas = _float_tuple("betas", self.betas)
+        self.keep_at_minutes = _float_tuple("keep_at_minutes", self.keep_at_minutes)
         if self.distance not in ("pseudo_huber", "l2"):
             raise InvalidInputError(f"distance must be 'pseudo_huber' or 'l2', got {self.distance!r}")
         if self.grid not in ("uniform", "power"):

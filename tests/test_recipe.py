@@ -247,3 +247,11 @@ def test_report_carries_budget_rows_of_an_earlier_run(tmp_path, quality_script):
     path.write_text("not json")
     with pytest.raises(SystemExit, match="--carry-budget-rows"):
         report.budget_methods(path)
+
+
+def test_number_list_fields_take_one_number_and_reject_text():
+    # `--set keep_at_minutes=180` parses to an int, not a list
+    assert TrainConfig(keep_at_minutes=180).keep_at_minutes == (180.0,)
+    assert TrainConfig(keep_at_minutes=[13, 37.5]).keep_at_minutes == (13.0, 37.5)
+    with pytest.raises(InvalidInputError, match="keep_at_minutes expects a number"):
+        TrainConfig(keep_at_minutes="soon")
