@@ -1,6 +1,8 @@
 """Training on phantoms: the objective, curriculum, learning, checkpoint resume, config round-trip."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,3 +134,35 @@ def test_config_rejects_bad_values():
         ModelConfig(resolution=100)
     with pytest.raises(InvalidInputError, match="distance"):
         TrainConfig(distance="l1")
+
+
+LEGACY_RUN = Path(__file__).parent / "data" / "legacy_run"  # written by the SDK before the shared trainer base
+
+
+def test_resumes_a_run_folder_of_the_earlier_layout(tmp_path):
+    """A run stopped at step 3 by the earlier SDK resumes to the weights and losses of its 6-step straight run."""
+    from safetensors.torch import load_file
+
+    data = np.load(LEGACY_RUN / "data.npz")
+    saved_cfg, train_cfg, doc = read_config(LEGACY_RUN / "run")
+    run = tmp_path / "run"
+    shutil.copytree(LEGACY_RUN / "run", run)
+    kept = (run / "at-0min" / "model.safetensors").read_bytes()
+    val = (data["val_images"], data["val_sketches"])
+    resumed = Trainer(data["images"], data["sketches"], saved_cfg, train_cfg, run, device="cpu", val=val)
+    assert resumed.step_count == 3 and resumed.train_seconds == pytest.approx(60 * doc["train_minutes"], abs=0.6)
+    assert resumed.selection.record["step"] in (1, 2, 3)  # best/ of the earlier run is read back
+    results = resumed.run(progress=False)
+    reference = json.loads((LEGACY_RUN / "reference.json").read_text())
+    assert [r.step for r in results] == [4, 5, 6]
+    np.testing.assert_allclose([r.loss for r in results], reference["losses"][3:], rtol=1e-4)
+    ema = load_file(str(LEGACY_RUN / "reference_ema.safetensors"))
+    for name, value in resumed.ema.state_dict().items():
+        torch.testing.assert_close(value, ema[name], rtol=1e-4, atol=1e-5)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert sorted(set(steps)) == list(range(1, 7))
+    assert read_config(run)[2]["steps_trained"] == 6
+    assert (run / "at-0min" / "model.safetensors").read_bytes() == kept  # a kept budget snapshot is not rewritten
+    cont = Trainer(data["images"], data["sketches"], saved_cfg, train_cfg, tmp_path / "cont", device="cpu",
+                   init_from=LEGACY_RUN / "run")  # --init-from an earlier run's model folder
+    assert cont.step_count == 3 and cont._initialized_from["step"] == 3
