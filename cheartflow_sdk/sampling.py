@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any, Callable, Protocol
 
 import numpy as np
@@ -91,19 +92,27 @@ def schedule_columns(schedule: np.ndarray | tuple[float, ...], batch: int) -> np
     raise InvalidInputError(f"schedule: expected shape (K-1,) or (batch={batch}, K-1), got {sched.shape}")
 
 
+def run_steps(encoder: Encoder, x1: Any, t_one: Any, t_columns: Iterable[Any], noise: NoiseSource | None) -> Any:
+    """The K-step loop itself, over any array type (numpy here, torch CUDA tensors in the CUDA-graph runner):
+    x0_hat = E(x1, t_one), then for each column t_k (step k = 1, 2, ...) x0_hat = E(renoise(x0_hat, x1, t_k, k), t_k).
+
+    t_one: the time 1 for every sample, [B]; t_columns: the re-noise times, one [B] vector per step.
+    """
+    x0_hat = encoder(x1, t_one)
+    for k, t_k in enumerate(t_columns, start=1):
+        x0_hat = encoder(noise.renoise(x0_hat, x1, t_k, k), t_k)
+    return x0_hat
+
+
 def one_step(encoder: Encoder, x1: np.ndarray) -> np.ndarray:
     """One-step synthesis x0_hat = E(x1, 1): the sketch sits at t = 1 of the bridge (Eq. 2)."""
-    return encoder(x1, np.ones(len(x1), dtype=np.float32))
+    return run_steps(encoder, x1, np.ones(len(x1), dtype=np.float32), (), None)
 
 
 def self_augmented(encoder: Encoder, x1: np.ndarray, schedule: np.ndarray | tuple[float, ...],
                    noise: NoiseSource) -> np.ndarray:
     """Multi-step self-augmentation (Eq. 3-4): one step, then for each t_k re-noise toward x1 and re-encode."""
-    x0_hat = one_step(encoder, x1)
-    for k, t_k in enumerate(schedule_columns(schedule, len(x1)), start=1):
-        x_t = noise.renoise(x0_hat, x1, t_k, k)
-        x0_hat = encoder(x_t, t_k)
-    return x0_hat
+    return run_steps(encoder, x1, np.ones(len(x1), dtype=np.float32), schedule_columns(schedule, len(x1)), noise)
 
 
 def sample(encoder: Encoder, x1: np.ndarray, steps: int, schedule: np.ndarray | tuple[float, ...],

@@ -43,7 +43,7 @@ import numpy as np
 from .. import contract, kernels
 from .._optional import require
 from ..errors import InvalidInputError, NativeUnavailableError
-from ..sampling import noise_keys, schedule_columns, seeds_for
+from ..sampling import noise_keys, run_steps, schedule_columns, seeds_for
 
 log = logging.getLogger(__name__)
 
@@ -186,6 +186,28 @@ class _Views:
     # host copy of the request's keys (padded to the bucket), used only by the eager path without
     # renoise_device_params
     keys: Any = None
+
+
+@dataclass
+class _DeviceNoise:
+    """The samplers' noise source on the runner's device tensors (re-noise of Eq. 3, step k = `step`)."""
+
+    runner: CudaGraphRunner
+    views: _Views
+    stream: int
+    eager: bool
+
+    def renoise(self, x0_hat: Any, x1: Any, t: Any, step: int) -> Any:
+        r, v, s = self.runner, self.views, self.stream
+        if r.device_params:  # one launch per row: each reads its own {key, 0} at run time
+            x_t = r._torch.empty_like(x0_hat)
+            for b in range(x0_hat.shape[0]):
+                kernels.renoise_device_params(x0_hat[b:b + 1], x1[b:b + 1], t[b:b + 1], r.sigma, v.params[b], step,
+                                              out=x_t[b:b + 1], stream=s)
+            return x_t
+        if self.eager:
+            return kernels.renoise_keys(x0_hat, x1, t.cpu().numpy(), r.sigma, v.keys, step, stream=s)
+        raise NativeUnavailableError("internal: a multi-step graph needs kernels.renoise_device_params")  # pragma: no cover
 
 
 @dataclass
@@ -351,24 +373,14 @@ class CudaGraphRunner:
         return y if y.is_contiguous() else y.contiguous()
 
     def _loop(self, v: _Views, steps: int, out_dtype: np.dtype, eager: bool) -> None:
-        """preprocess -> E -> [renoise -> E] x (steps - 1) -> postprocess, on the current stream."""
+        """preprocess -> the samplers' K-step loop (:func:`cheartflow_sdk.sampling.run_steps`) -> postprocess,
+        on the current stream."""
         torch = self._torch
         s = int(torch.cuda.current_stream(self.device).cuda_stream)
         with torch.no_grad():
             x1 = kernels.preprocess(v.sketch, np.float32, stream=s)
-            x0 = self._encode(x1, v.t_one)
-            for k in range(1, steps):
-                t_k = v.t[k - 1]
-                if self.device_params:  # one launch per row: each reads its own {key, 0} at run time
-                    x_t = torch.empty_like(x0)
-                    for b in range(x0.shape[0]):
-                        kernels.renoise_device_params(x0[b:b + 1], x1[b:b + 1], t_k[b:b + 1], self.sigma,
-                                                      v.params[b], k, out=x_t[b:b + 1], stream=s)
-                elif eager:
-                    x_t = kernels.renoise_keys(x0, x1, t_k.cpu().numpy(), self.sigma, v.keys, k, stream=s)
-                else:  # pragma: no cover - guarded by _graph_for
-                    raise NativeUnavailableError("internal: a multi-step graph needs kernels.renoise_device_params")
-                x0 = self._encode(x_t, t_k)
+            noise = _DeviceNoise(self, v, s, eager)
+            x0 = run_steps(self._encode, x1, v.t_one, v.t if steps > 1 else (), noise)
             kernels.postprocess(x0, out_dtype, out=v.out, stream=s)
 
     def _graph_for(self, slot: _Slot, bucket: int, steps: int, in_dtype: np.dtype, out_dtype: np.dtype,
