@@ -8,7 +8,7 @@
 Each input file is one row of the dataset; `map_batches` hands batches of files to a pool of actors, each of
 which loads the model once (`load_pipeline`) and, per batch, reads the files, synthesizes and writes the
 outputs. Reading, output names and formats, and the atomic writes are the local `cheartflow synth` path's own
-functions (io's file reader, cli's output plan, io.write_pngs, medical_io.write_nifti), and each sketch's
+functions (io's file reader, synthesis_outputs' output plan, io.write_pngs, medical_io.write_nifti), and each sketch's
 noise is keyed by its seed and its content, so the files are the ones `cheartflow synth` writes for the same
 inputs and seed, whichever actor made them. Outputs: PNG for image/.npy inputs, NIfTI (same geometry) for
 NIfTI inputs ("auto", the local default), or "png" / "nifti" explicitly; DICOM output needs all the inputs
@@ -81,15 +81,15 @@ class SynthesisActor:
 
     def _run(self, batch: dict[str, np.ndarray]) -> list[Path]:
         from . import io
-        from .cli import _synth_plan, write_planned_outputs
         from .medical_io import synthetic_description
+        from .synthesis_outputs import plan_outputs, write_planned_outputs
 
         o = self.opts
         kind = self.pipe.config.sketch_kind
         items = [io._read_file(Path(str(f)), str(s), kind, o["drawing"], self.pipe.config.resolution if o["drawing"] else None)
                  for f, s in zip(batch["path"], batch["stem"])]
         out = Path(o["out"])
-        plan, paths = _synth_plan(items, list(o["formats"]), out, Path(o["input"]))
+        plan, paths = plan_outputs(items, list(o["formats"]), out, Path(o["input"]))
         io.check_output_files(paths, overwrite=o["overwrite"])
         x = np.concatenate([i.sketches for i in items])
         images = self.pipe.synthesize(x, steps=o["steps"], schedule=o["schedule"], seed=o["seed"],
