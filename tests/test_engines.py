@@ -392,7 +392,7 @@ class _FakeCuda:
 def _graphed(fail: bool = False):
     from types import SimpleNamespace
 
-    from cheartflow_sdk.backends.bucket_graphs import BucketGraphs
+    from cheartflow_sdk.runtime.graph_capture import BucketGraphs
 
     host = BucketGraphs()
     host._torch, host.device, host.path = SimpleNamespace(cuda=_FakeCuda(fail)), "cuda:0", Path("m.pt2")

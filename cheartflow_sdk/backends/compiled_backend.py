@@ -26,7 +26,7 @@ from typing import Any
 from .. import contract
 from .._optional import require
 from ..errors import InvalidInputError, ModelMismatchError
-from .bucket_graphs import BucketGraphs
+from ..runtime.graph_capture import BucketGraphs
 from .engine_call import call_in_chunks
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ One request chunk (at most the largest bucket of sketches) goes through:
 * ``use_graphs=False`` runs exactly the same launches eagerly: the reference a graph replay must equal bit
   for bit (tests/test_runtime_cuda.py). Because they are equal, a key's first request runs eagerly and the
   graph is captured from its second (``capture_after``), so one-off requests pay no capture; ``warmup()``
-  captures ahead of time.
+  captures ahead of time. A failed capture (``runtime.graph_capture``, the helper every engine uses) turns
+  graphs off, keeps the reason in ``graph_error`` and runs the same launches eagerly.
 
 The encoder is any callable on torch CUDA tensors ``fn(x float32 [B,1,R,R], t float32 [B]) -> x0_hat``
 (float32, or float16 which is widened); it must not synchronize with the host, so that it can be captured.
@@ -44,6 +45,7 @@ from .. import contract, kernels
 from .._optional import require
 from ..errors import InvalidInputError, NativeUnavailableError
 from ..sampling import noise_keys, run_steps, schedule_columns, seeds_for
+from .graph_capture import BucketGraphs
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +238,7 @@ class Job:
     result: np.ndarray | None = None
 
 
-class CudaGraphRunner:
+class CudaGraphRunner(BucketGraphs):
     """Fixed-step sampling of sketch chunks on one GPU: bucketed CUDA graphs of the whole K-step loop."""
 
     def __init__(self, fn: Callable[[Any, Any], Any], resolution: int, sigma: float, device: Any = "cuda",
@@ -267,19 +269,18 @@ class CudaGraphRunner:
             raise InvalidInputError(f"max_steps must be an int >= 1, got {max_steps!r}")
         self.max_steps = max_steps
         self.device_params = hasattr(kernels, "renoise_device_params")
-        self.use_graphs = bool(use_graphs)
+        modes = (capture_error_mode,) + (("relaxed",) if capture_error_mode != "relaxed" else ())
+        self._init_graphs(use_graphs, error_modes=modes, shared_pool=True)
         if self.use_graphs and not self.device_params:
             log.warning("kernels.renoise_device_params is missing: multi-step requests run without CUDA graphs "
                         "(one-step requests still use graphs)")
         self.capture_after = int(capture_after)
         self.capture_warmup = int(capture_warmup)
         self._uses: dict[tuple, int] = {}
-        self.capture_error_mode = capture_error_mode
         self._lock = threading.RLock()
         self._graphs: dict[tuple, Any] = {}
         self._views: dict[tuple, _Views] = {}
         self.capture_seconds: dict[tuple, float] = {}
-        self._pool = None
         pixels = self.resolution * self.resolution
         max_b = self.buckets[-1]
         stage_bytes = StageLayout.make(max_b, self.max_steps, pixels * 4).total_bytes
@@ -398,33 +399,21 @@ class CudaGraphRunner:
         return graph
 
     def _capture(self, key: tuple, v: _Views, steps: int, out_dtype: np.dtype) -> Any:
-        torch = self._torch
+        """The key's graph of the whole loop, captured on the compute stream (None: capture failed, graphs off)."""
         t0 = time.perf_counter()
-        torch.cuda.synchronize(self.device)  # nothing of ours in flight: warm-up runs reuse the slot buffers
-        with torch.cuda.stream(self._compute):  # warm-up on the capture stream (lazy cuDNN / cuBLAS init)
+        self._torch.cuda.synchronize(self.device)  # nothing of ours in flight: warm-up runs reuse the slot buffers
+
+        def warm_up(stream: Any) -> None:  # on the capture stream: lazy cuDNN / cuBLAS init
             for _ in range(self.capture_warmup):
                 self._loop(v, steps, out_dtype, eager=True)
-        self._compute.synchronize()
-        if self._pool is None:
-            self._pool = torch.cuda.graph_pool_handle()
-        modes = [self.capture_error_mode] + (["relaxed"] if self.capture_error_mode != "relaxed" else [])
-        errors = []
-        for mode in modes:
-            graph = torch.cuda.CUDAGraph()
-            try:
-                with torch.cuda.graph(graph, pool=self._pool, stream=self._compute, capture_error_mode=mode):
-                    self._loop(v, steps, out_dtype, eager=False)
-            except RuntimeError as exc:
-                errors.append(f"{mode}: {exc}")
-                log.warning("CUDA graph capture of %s failed in capture_error_mode=%r: %s", key, mode, exc)
-                torch.cuda.synchronize(self.device)
-                continue
+
+        graph = self._capture_graph(f"the {steps}-step loop of encoder {self.name!r} (bucket {key[1]})", warm_up,
+                                    lambda stream: self._loop(v, steps, out_dtype, eager=False), stream=self._compute)
+        if graph is not None:
             self._graphs[key] = graph
             self.capture_seconds[key] = time.perf_counter() - t0
             log.debug("captured %s in %.3f s", key, self.capture_seconds[key])
-            return graph
-        raise NativeUnavailableError(f"CUDA graph capture of the {steps}-step loop failed for encoder {self.name!r} "
-                                     f"(bucket {key[1]}): {'; '.join(errors)}; use use_graphs=False")
+        return graph
 
     # ------------------------------------------------------------------ submit / collect
 
@@ -602,6 +591,11 @@ class CudaGraphRunner:
                     self.run(x, k, np.full(k - 1, 0.5, np.float32), seed=0, dtype=dtype, capture=True)
         self._torch.cuda.synchronize(self.device)
         return time.perf_counter() - t0
+
+    @property
+    def use_graphs(self) -> bool:
+        """Whether requests replay CUDA graphs (False when asked, or once a capture failed: see graph_error)."""
+        return self.cuda_graphs
 
     @property
     def graph_count(self) -> int:
