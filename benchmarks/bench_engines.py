@@ -25,72 +25,26 @@ from __future__ import annotations
 
 import argparse
 import logging
-import re
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.append(str(REPO))  # an installed cheartflow_sdk wins; else this checkout (PYTHONPATH=$PWD puts it first)
-sys.path.insert(0, str(HERE))  # benchmarks/results.py: the results-file writer every benchmark shares
+sys.path.insert(0, str(HERE))  # results.py and benchlib/: the helpers every benchmark shares
+
+import results  # noqa: E402
+from benchlib.models import random_init_model  # noqa: E402
+from benchlib.timing import cuda_times, wall_times  # noqa: E402
 
 log = logging.getLogger("bench_engines")
 BATCHES = {1: 50, 256: 20}  # batch -> minimum timed runs
 WARMUP = 10
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "device"
-
-
-def time_cuda(fn: Callable[[], Any], runs: int, warmup: int = WARMUP) -> list[float]:
-    """Milliseconds of each of `runs` calls of fn, measured with CUDA events on the current stream."""
-    import torch
-
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(runs):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return times
-
-
-def time_cpu(fn: Callable[[], Any], runs: int, warmup: int = 3) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
-def make_untrained_model(folder: Path) -> Path:
-    """A default-size (128x128) model with random weights, saved like a trained one."""
-    import torch
-
-    from cheartflow_sdk.config import ModelConfig
-    from cheartflow_sdk.models import build_encoder
-    from cheartflow_sdk.training.checkpoint import save_model
-
-    torch.manual_seed(0)
-    enc = build_encoder(ModelConfig())
-    enc.net.out_conv.reset_parameters()  # build_encoder zero-inits it; random weights make F(x, t) non-zero
-    save_model(enc, folder)
-    return folder
 
 
 def check_graph_replay(engine: Any, resolution: int, device: Any) -> float:
@@ -110,9 +64,8 @@ def run(model_dir: Path, cpu: bool, results_dir: Path | None, weights: str) -> P
 
     from cheartflow_sdk.backends.compiled_backend import CompiledEncoder
     from cheartflow_sdk.export import export_engine
-    from cheartflow_sdk.training.checkpoint import load_encoder
+    from cheartflow_sdk.models.files import load_encoder
 
-    import results  # benchmarks/results.py (this folder is on sys.path)
     device = torch.device("cpu" if cpu else "cuda")
     t0 = time.perf_counter()
     path, report = export_engine(model_dir, "torch-compiled", device=device.type)
@@ -136,7 +89,10 @@ def run(model_dir: Path, cpu: bool, results_dir: Path | None, weights: str) -> P
         metrics["compiled_graph_vs_direct_max_abs"] = diff
         if diff > 1e-2 or engine.graph_error:
             raise SystemExit(f"graph replay differs from direct calls by {diff} (graph error: {engine.graph_error})")
-    timer = time_cpu if cpu else time_cuda
+    def median_ms(fn: Any, runs: int) -> float:  # CUDA events on a GPU, perf_counter on the CPU
+        times = wall_times(fn, runs, warmup=3) if cpu else cuda_times(fn, runs, warmup=WARMUP)
+        return statistics.median(times) * 1e3
+
     tag = "fp32" if cpu else "fp16"
     for batch, runs in BATCHES.items():
         if cpu:
@@ -144,16 +100,16 @@ def run(model_dir: Path, cpu: bool, results_dir: Path | None, weights: str) -> P
         x = torch.rand(batch, 1, r, r, device=device) * 2 - 1
         t = torch.ones(batch, device=device)  # one-step sampling: E(x1, 1)
         with torch.inference_mode():
-            eager_ms = statistics.median(timer(lambda x=x, t=t: eager(x, t), runs))
+            eager_ms = median_ms(lambda x=x, t=t: eager(x, t), runs)
         with torch.no_grad():
-            compiled_ms = statistics.median(timer(lambda x=x, t=t: engine(x, t), runs))
+            compiled_ms = median_ms(lambda x=x, t=t: engine(x, t), runs)
         metrics[f"eager_fp32_b{batch}_ms"] = round(eager_ms, 4)
         metrics[f"compiled_{tag}_b{batch}_ms"] = round(compiled_ms, 4)
         metrics[f"compiled_speedup_b{batch}"] = round(eager_ms / compiled_ms, 3)
         metrics[f"runs_b{batch}"] = runs
         log.info("batch %d: eager fp32 %.3f ms, compiled %s %.3f ms (x%.2f)", batch, eager_ms, tag, compiled_ms,
                  eager_ms / compiled_ms)
-    name = f"engines-{slug(results.device_name()) if not cpu else 'cpu'}"
+    name = f"engines-{results.slug(results.device_name()) if not cpu else 'cpu'}"
     extra = {"model": weights.removeprefix("trained: ") if weights.startswith("trained") else "ModelConfig() default, 128x128",
              "timing": "CUDA events per call, median after warm-up" if not cpu else "perf_counter per call, median",
              "what": "one encoder evaluation (one-step sampling) on device-resident tensors"}
@@ -185,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy(Path(args.model) / name, work / name)
             weights = f"trained: {args.model}"
         else:
-            make_untrained_model(work)
+            random_init_model(work)
             weights = "untrained (random init)"
         run(work, args.cpu, args.results_dir, weights)
     return 0

@@ -26,11 +26,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
-import re
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,12 +37,12 @@ import numpy as np
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 sys.path.append(str(REPO))  # an installed cheartflow_sdk wins; else this checkout (PYTHONPATH=$PWD puts it first)
-sys.path.insert(0, str(BENCH_DIR))  # benchmarks/results.py: the results-file writer every benchmark shares
+sys.path.insert(0, str(BENCH_DIR))  # results.py and benchlib/: the helpers every benchmark shares
 
 import results  # noqa: E402
+from benchlib.roofline import device_copy_gbs  # noqa: E402
+from benchlib.timing import wall_times  # noqa: E402
 from cheartflow_sdk import kernels  # noqa: E402
-
-
 
 SIGMA = 0.5
 SEED, OFFSET = 20240611, 3
@@ -57,10 +54,6 @@ def _torch() -> Any:
     except ImportError:
         return None
     return torch
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "gpu"
 
 
 def table(metrics: dict[str, Any]) -> str:
@@ -145,29 +138,6 @@ class GpuTimer:
         return statistics.median(times)
 
 
-def measure_copy_bandwidth(torch: Any, nbytes: int, repeats: int) -> float:
-    """GB/s of a device-to-device copy of nbytes (bytes read + written), median over repeats."""
-    src = torch.empty(nbytes, dtype=torch.uint8, device="cuda")
-    src.fill_(7)
-    dst = torch.empty_like(src)
-    inner = 5
-    for _ in range(3):
-        dst.copy_(src)
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(inner):
-            dst.copy_(src)
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3 / inner)
-    assert bool((dst[:: max(1, nbytes // 4096)] == 7).all())
-    del src, dst
-    return 2 * nbytes / statistics.median(times) / 1e9
-
-
 def check_cuda_vs_cpu(torch: Any, shape: tuple[int, ...]) -> dict[str, Any]:
     """Noise bits and renoise differences of the CUDA kernels vs the CPU kernels (which equal the reference)."""
     rng = np.random.default_rng(0)
@@ -227,7 +197,7 @@ def gpu_bench(quick: bool) -> tuple[str, dict[str, Any], dict[str, Any]]:
     }
     copy_bytes = (64 << 20) if quick else (1 << 30)
     m["copy_bytes"] = copy_bytes
-    m["copy_bandwidth_gbs"] = measure_copy_bandwidth(torch, copy_bytes, repeats)
+    m["copy_bandwidth_gbs"] = device_copy_gbs(copy_bytes, repeats, calls=5, warmup=3)
     timer = GpuTimer(torch, repeats)
     speedups, fused_speedups = [], []
     for tdtype, name in ((torch.float32, "fp32"), (torch.float16, "fp16")):
@@ -295,7 +265,7 @@ def gpu_bench(quick: bool) -> tuple[str, dict[str, Any], dict[str, Any]]:
         "same dtype; torch_fused_ops = lerp + addcmul_ + randn_like. renoise_speedup_vs_torch_ops (and "
         "..._fused_ops) is the smaller of the fp32 and fp16 speed-ups. *_cuda_cpu compare the CUDA kernels "
         "with the native CPU kernels, which equal the numpy reference bit for bit.")}
-    return f"kernels-{slug(m['gpu_name'])}", m, extra
+    return f"kernels-{results.slug(m['gpu_name'], 'gpu')}", m, extra
 
 
 # =============================================================================================
@@ -304,27 +274,14 @@ def gpu_bench(quick: bool) -> tuple[str, dict[str, Any], dict[str, Any]]:
 
 
 def time_cpu(fn: Callable[[], Any], repeats: int, min_seconds: float = 0.0) -> float:
-    """Median wall time of fn() over at least `repeats` calls and at least `min_seconds` in total."""
-    fn()  # warm-up (page faults, thread start)
-    times: list[float] = []
-    while len(times) < repeats or sum(times) < min_seconds:
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median wall time of fn() over at least `repeats` calls and at least `min_seconds` in total, after one
+    warm-up call (page faults, thread start)."""
+    return statistics.median(wall_times(fn, repeats, warmup=1, min_seconds=min_seconds))
 
 
 def cpu_model() -> str:
-    """The CPU's model name (Linux /proc/cpuinfo, else platform) and logical CPU count."""
-    name = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{name or platform.processor() or platform.machine() or 'cpu'} ({os.cpu_count() or 1} logical CPUs)"
+    """The CPU's model name and logical CPU count."""
+    return f"{results.cpu_name()} ({os.cpu_count() or 1} logical CPUs)"
 
 
 def cpu_bench(quick: bool) -> tuple[str, dict[str, Any], dict[str, Any]]:

@@ -1,12 +1,15 @@
-"""Results files of the benchmarks: JSON with device, date, versions, command and a flat `metrics` object."""
+"""Results files of the benchmarks: JSON with device, date, versions, command and a flat `metrics` object,
+and the markdown and PNG reports beside it."""
 
 from __future__ import annotations
 
 import datetime
 import json
 import platform
+import re
 import shlex
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,22 @@ def device_name() -> str:
     except ImportError:
         pass
     return platform.processor() or platform.machine() or "cpu"
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo, else platform)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def slug(text: str, empty: str = "device") -> str:
+    """`text` as a file-name part: lower case, runs of other characters as one '-' (`empty` if nothing is left)."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or empty
 
 
 def versions() -> dict[str, str]:
@@ -66,3 +85,17 @@ def write_results(name: str, metrics: dict[str, Any], extra: dict[str, Any] | No
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     tmp.replace(path)
     return path
+
+
+def write_report(name: str, metrics: dict[str, Any], extra: dict[str, Any], results_dir: Path,
+                 plot: Callable[[dict[str, Any], Path], None], markdown: Callable[[dict[str, Any], str], str]) -> Path:
+    """`name`.json (write_results), then `name`.png (`plot(doc, path)`) and `name`.md (`markdown(doc, png name)`),
+    each written atomically; `doc` is the JSON document as written. Returns the JSON path."""
+    from cheartflow_sdk.atomic import atomic_write_text
+
+    json_path = write_results(name, metrics, extra, results_dir=results_dir)
+    doc = json.loads(json_path.read_text())
+    png_path = results_dir / f"{name}.png"
+    plot(doc, png_path)
+    atomic_write_text(results_dir / f"{name}.md", markdown(doc, png_path.name))
+    return json_path
