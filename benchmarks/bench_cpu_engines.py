@@ -37,7 +37,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -51,10 +50,15 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.append(str(REPO))  # an installed cheartflow_sdk wins; else this checkout
-sys.path.insert(0, str(HERE))  # results.py and bench_pipeline.py: the shared measurement and results helpers
+sys.path.insert(0, str(HERE))  # results.py and benchlib/: the helpers every benchmark shares
 
-import bench_pipeline as bp  # noqa: E402
 import results  # noqa: E402
+from benchlib.pipeline_configs import numpy_config  # noqa: E402
+from benchlib.pipeline_measure import measure_latency, measure_throughput  # noqa: E402
+from benchlib.pipeline_report import plot  # noqa: E402
+from benchlib.roofline import cpu_bf16_matmul_peak_gflops, cpu_fp32_matmul_peak_gflops, flops_per_image  # noqa: E402
+from benchlib.sketches import sketches_u8  # noqa: E402
+from benchlib.timing import latency_summary  # noqa: E402
 
 log = logging.getLogger("bench_cpu_engines")
 
@@ -132,18 +136,6 @@ def open_engine(kind: str, work: Path) -> tuple[Any, Path]:
     return registry.open_encoder(path, backend, "cpu"), path
 
 
-def sketches_u8(n: int, cfg: Any) -> np.ndarray:
-    """n phantom sketches of the model's kind, uint8 [n,R,R] (16 distinct ones, repeated)."""
-    if cfg.sketch_kind == "edges":
-        return bp.sketches_u8(n, cfg.resolution)
-    from cheartflow_sdk.data.phantom import make_phantom
-    from cheartflow_sdk.sketch import make_sketch
-
-    images, labels = make_phantom(16, size=cfg.resolution, seed=0)
-    u8 = np.round(make_sketch(cfg.sketch_kind, images=images, labels=labels)[:, 0] * 255).astype(np.uint8)
-    return np.ascontiguousarray(np.resize(u8, (n, cfg.resolution, cfg.resolution)))
-
-
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     """Measure one engine (see the module doc); writes its outputs as .npy files into spec["out"]."""
     work, out = Path(spec["work"]), Path(spec["out"])
@@ -151,20 +143,21 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
     rss_start, _ = rss_mb()
     t0 = time.perf_counter()
     encoder, source = open_engine(kind, work)
-    engine = bp.pipeline_engine(kind, kind, encoder, source, tuple(spec["batches"]))
+    engine = numpy_config(kind, kind, encoder, source, tuple(spec["batches"]))
     load_s = time.perf_counter() - t0
     warm_s = engine.warmup((1, 2))
     rss_load, _ = rss_mb()
-    res = encoder.config.resolution
-    x1 = sketches_u8(1, encoder.config)
+    cfg = encoder.config
+    res = cfg.resolution
+    x1 = sketches_u8(1, res, cfg.sketch_kind)
     lat: dict[str, Any] = {}
     for k in (1, 2):
-        times = bp.measure_latency(engine, x1, k, spec["requests"], spec["warmup"], spec["max_seconds"], spec["min_requests"])
-        lat[f"{k}step"] = {"n": len(times), "p50_ms": bp.percentile_ms(times, 50), "p99_ms": bp.percentile_ms(times, 99),
-                           "mean_ms": float(np.mean(times) * 1e3)}
+        times = measure_latency(engine, x1, k, spec["requests"], spec["warmup"], spec["max_seconds"], spec["min_requests"])
+        lat[f"{k}step"] = latency_summary(times)
     thr: dict[str, dict[str, float]] = {"1step": {}, "2step": {}}
     for b in spec["batches"]:
-        ips, _ = bp.measure_throughput(engine, sketches_u8(b, encoder.config), 1, spec["throughput_seconds"], spec["max_iters"])
+        ips, _ = measure_throughput(engine, sketches_u8(b, res, cfg.sketch_kind), 1, spec["throughput_seconds"],
+                                    spec["max_iters"])
         thr["1step"][str(b)] = ips
     gate = np.load(spec["gate_inputs"])
     np.save(out / f"{kind}.gate.npy", np.asarray(encoder(gate["x"], gate["t"]), np.float32))
@@ -194,21 +187,6 @@ def _cores() -> int:
 # =============================================================================================
 # The parent: engines, references, peaks, report
 # =============================================================================================
-
-
-def cpu_bf16_matmul_peak_gflops(n: int = 2048, reps: int = 3) -> float:
-    """Best bf16 n x n torch.matmul rate on the CPU threads (oneDNN: AMX / AVX512-BF16 where present)."""
-    import torch
-
-    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
-    torch.matmul(a, b)
-    best = 0.0
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.matmul(a, b)
-        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9)
-    return best
 
 
 def prepare_engines(model_dir: Path, work: Path, wanted: list[str], args: argparse.Namespace,
@@ -487,9 +465,9 @@ def main(argv: list[str] | None = None) -> int:
             val_ref = val_ref.astype(np.float32) / 255
         roof: dict[str, Any] = {}
         n = 256 if q else 2048
-        peak32 = bp.cpu_fp32_matmul_peak_gflops(n)
+        peak32 = cpu_fp32_matmul_peak_gflops(n)
         peak16 = cpu_bf16_matmul_peak_gflops(n)
-        report: dict[str, Any] = {"resolution": res, "flops_per_image": bp.flops_per_image(reference.module, res),
+        report: dict[str, Any] = {"resolution": res, "flops_per_image": flops_per_image(reference.module, res),
                                   "configs": {}, "skipped": skipped, "roofline": roof}
         del reference
         spec = {"work": str(work), "out": str(out), "batches": list(QUICK_BATCHES if q else BATCHES),
@@ -510,29 +488,25 @@ def main(argv: list[str] | None = None) -> int:
             c.update(facts.get(kind, {}))
             c["quality"] = quality(kind, out, gate_ref, gate_x, gate_t, res, val, val_ref)
             report["configs"][kind] = c
-        end32 = bp.cpu_fp32_matmul_peak_gflops(n)
+        end32 = cpu_fp32_matmul_peak_gflops(n)
         roof["peak_gflops_fp32"], roof["peak_fp32_kind"] = max(peak32, end32)
         roof["peak_gflops_bf16"] = max(peak16, cpu_bf16_matmul_peak_gflops(n))
         roof["peak_note"] = "best of the start and the end of the run, all usable cores"
         derive(report)
-    host = {"cpu": bp.host_info(load_start).get("cpu", platform.processor()), "usable_cores": usable_cores(),
+    host = {"cpu": results.cpu_name(), "usable_cores": usable_cores(),
             "native_bf16": has_native_bf16(), "isa_class": isa_class(), "loadavg_start": [round(v, 2) for v in load_start],
             "loadavg_end": [round(v, 2) for v in os.getloadavg()], "torch_threads": torch.get_num_threads()}
-    name = "cpu-engines-quick" if q else f"cpu-engines-{sketch_kind}-{bp.slug(host['cpu'])}"
+    name = "cpu-engines-quick" if q else f"cpu-engines-{sketch_kind}-{results.slug(host['cpu'])}"
     extra = {"quick": q, "model": str(model_dir), "calibration": args.calibration or "phantom sketches",
              "val": args.val, "host": host, "configs": report["configs"], "skipped": skipped,
              "best": report.get("best"), "targets": report.get("targets", {}),
              "registry_order_measured": report["registry_order_measured"],
              "ranking_by_throughput": report["ranking_by_throughput"], "elapsed_s": round(time.perf_counter() - t_start, 1)}
-    json_path = results.write_results(name, flatten(report), extra, results_dir=args.results_dir)
-    doc = json.loads(json_path.read_text())
-    png = args.results_dir / f"{name}.png"
-    bp.plot(report, f"cheartflow-sdk CPU engines on {host['cpu']}, {host['usable_cores']} cores ({doc['date']})", png)
-    md = args.results_dir / f"{name}.md"
-    tmp_md = md.with_name(f".{md.name}.tmp")
-    tmp_md.write_text(markdown(doc, report, png.name))
-    tmp_md.replace(md)
-    print(f"wrote {json_path}, {md.name} and {png.name}")
+    title = f"cheartflow-sdk CPU engines on {host['cpu']}, {host['usable_cores']} cores"
+    json_path = results.write_report(name, flatten(report), extra, args.results_dir,
+                                     lambda doc, png: plot(report, f"{title} ({doc['date']})", png),
+                                     lambda doc, png_name: markdown(doc, report, png_name))
+    print(f"wrote {json_path}, {name}.md and {name}.png")
     return 0
 
 
