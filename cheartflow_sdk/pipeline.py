@@ -15,9 +15,10 @@ from . import kernels, sampling
 from .backends.registry import ONNX_FILENAME, open_encoder
 from .config import CONFIG_FILENAME, ModelConfig
 from .errors import InvalidInputError, ModelMismatchError, ModelNotAvailableError
+from .runtime.host_runner import HostRunner
 from .runtime.prefetch import Prefetcher
-from .runtime.prefetch import prefetch as _prefetch
-from .validation import as_sketch_batch, check_schedule, check_seed, check_sketch_content, check_steps
+from .validation import (as_sketch_batch, check_batch_sizes, check_count, check_output_dtype, check_request_schedule,
+                         check_seed, check_sketch_content, check_sketch_dtype, check_sketch_kind, check_steps)
 
 log = logging.getLogger(__name__)
 
@@ -43,25 +44,6 @@ def _resolve_model(model: str | Path | None, sketch_kind: str) -> Path:
     return path
 
 
-_OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
-
-
-def _check_output_dtype(dtype: Any) -> np.dtype:
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        dt = None
-    if dt not in _OUTPUT_DTYPES:
-        raise InvalidInputError(f"dtype: images come as float32 in [0, 1] or uint8 in 0..255, got {dtype!r}")
-    return dt
-
-
-def _check_prefetch(prefetch: Any) -> int:
-    if isinstance(prefetch, bool) or not isinstance(prefetch, (int, np.integer)) or prefetch < 1:
-        raise InvalidInputError(f"prefetch: expected an int >= 1 (batches prepared ahead), got {prefetch!r}")
-    return int(prefetch)
-
-
 class Pipeline:
     """Sketches in ([B,H,W] uint8 or [B,1,H,W] float in [0,1]), images out (float32 [B,1,H,W] in [0,1],
     or uint8 with dtype=np.uint8).
@@ -69,8 +51,9 @@ class Pipeline:
     With a PyTorch (or other torch-callable) encoder on a CUDA GPU, requests run through a CudaGraphRunner:
     the whole K-step loop on the device, replayed from captured CUDA graphs (``pipe.runner``). ``warmup()``
     captures them ahead of the first request; without it, a batch bucket's first request runs the same
-    launches eagerly (identical images) and its graph is captured on the second. Otherwise the sampler runs
-    over the encoder's numpy interface and ``stream`` prepares the next batch on a worker thread.
+    launches eagerly (identical images) and its graph is captured on the second. Otherwise (``pipe.runner`` is
+    None) a HostRunner runs the same samplers over the encoder's numpy interface. Either way the public methods
+    here are the one place requests are validated; ``stream`` validates the next batches on a worker thread.
     A pipeline is not meant to be shared by threads that stream concurrently.
     """
 
@@ -79,7 +62,8 @@ class Pipeline:
         self.config: ModelConfig = encoder.config
         self.backend: str = encoder.name
         self.source = source
-        self.runner = runner
+        self.runner = runner  # the CUDA-graph runner, or None
+        self._engine = runner if runner is not None else HostRunner(encoder, self.config.sigma, self.config.resolution)
 
     def __repr__(self) -> str:
         c = self.config
@@ -87,70 +71,39 @@ class Pipeline:
         return (f"Pipeline(backend={self.backend!r}, sketch_kind={c.sketch_kind!r}, resolution={c.resolution}, "
                 f"source='{self.source}'{graphs})")
 
+    # ------------------------------------------------------------------ the validation boundary
+
+    def _check_steps(self, steps: Any, allow_unvalidated_steps: bool) -> int:
+        return check_steps(steps, getattr(self.config, "max_steps", None), allow_unvalidated_steps)
+
     def _check_request(self, steps: int, schedule: Any, seed: Any, sketch_kind: str | None,
-                       per_sample_seed: bool = False, allow_unvalidated_steps: bool = False) -> tuple[Any, Any]:
-        if sketch_kind is not None and sketch_kind not in ("edges", "labels"):
-            raise InvalidInputError(f"sketch_kind: expected 'edges', 'labels' or None, got {sketch_kind!r}")
-        if sketch_kind is not None and sketch_kind != self.config.sketch_kind:
+                       per_sample_seed: bool = False, allow_unvalidated_steps: bool = False) -> tuple[int, Any, Any]:
+        if check_sketch_kind(sketch_kind) is not None and sketch_kind != self.config.sketch_kind:
             raise ModelMismatchError(
                 f"this model was trained on {self.config.sketch_kind!r} sketches but the input is declared {sketch_kind!r}"
             )
-        steps = check_steps(steps, getattr(self.config, "max_steps", None), allow_unvalidated_steps)
+        steps = self._check_steps(steps, allow_unvalidated_steps)
         if schedule is None and steps > 1 and len(self.config.default_schedule) == steps - 1:
             schedule = self.config.default_schedule
-        if schedule is not None and np.ndim(schedule) == 2:
-            try:
-                sched = np.asarray(schedule, dtype=np.float32)
-            except (TypeError, ValueError):
-                raise InvalidInputError(f"schedule: a per-sample schedule needs shape (B, {steps - 1}) of floats in "
-                                        f"(0, 1), got {type(schedule).__name__}") from None
-            if sched.shape[1] != steps - 1 or not ((sched > 0) & (sched < 1)).all():
-                raise InvalidInputError(f"schedule: a per-sample schedule needs shape (B, {steps - 1}) with values in (0, 1)")
-        else:
-            sched = check_schedule(schedule, steps)
+        sched = check_request_schedule(schedule, steps)
         if per_sample_seed and isinstance(seed, (np.ndarray, list, tuple)):
-            return sched, seed  # checked against the batch size by sampling.seeds_for
-        return sched, check_seed(seed)
+            return steps, sched, seed  # checked against the batch size by sampling.seeds_for
+        return steps, sched, check_seed(seed)
 
-    # ------------------------------------------------------------------ input preparation
-
-    def _host_input(self, batch: Any, name: str, declared: bool = False) -> np.ndarray:
-        """Validated float32 [B,1,R,R] in [0, 1] (the numpy path), its content checked against the model's kind
-        (``validation.check_sketch_content``; `declared`: the caller declared the input's kind)."""
-        kind = self.config.sketch_kind
-        x = as_sketch_batch(batch, resolution=self.config.resolution, name=name, kind=kind)
+    def _input(self, batch: Any, name: str, declared: bool = False) -> np.ndarray:
+        """Validated sketches, their content checked against the model's kind (``validation.check_sketch_content``;
+        `declared`: the caller declared the input's kind): float32 [B,1,R,R] in [0, 1]; but uint8 intensity
+        sketches stay uint8 [B,R,R] for an engine that takes them (a quarter of the bytes to copy; they need no
+        range check). Integer maps (values <= 3) are always converted."""
+        kind, r = self.config.sketch_kind, self.config.resolution
+        if self._engine.takes_uint8 and isinstance(batch, np.ndarray) and batch.dtype == np.uint8 and batch.size > 0 \
+                and (batch.ndim in (2, 3) or (batch.ndim == 4 and batch.shape[1] == 1)) \
+                and batch.shape[-2:] == (r, r) and int(batch.max()) > 3:
+            x = np.ascontiguousarray(batch.reshape(-1, r, r))
+        else:
+            x = as_sketch_batch(batch, resolution=r, name=name, kind=kind)
         check_sketch_content(x, kind, declared, name)
         return x
-
-    def _device_input(self, batch: Any, name: str, declared: bool = False) -> np.ndarray:
-        """For the CUDA runner: uint8 intensity sketches stay uint8 [B,R,R] (a quarter of the bytes to copy; they
-        need no range check), anything else (integer maps with values <= 3 included) is validated into
-        float32 [B,1,R,R]. The content is checked like on the host path."""
-        r = self.config.resolution
-        if isinstance(batch, np.ndarray) and batch.dtype == np.uint8 and batch.size > 0 and (
-                batch.ndim in (2, 3) or (batch.ndim == 4 and batch.shape[1] == 1)) and batch.shape[-2:] == (r, r) \
-                and int(batch.max()) > 3:
-            x = np.ascontiguousarray(batch.reshape(-1, r, r))
-            check_sketch_content(x, self.config.sketch_kind, declared, name)
-            return x
-        return self._host_input(batch, name, declared)
-
-    # ------------------------------------------------------------------ numpy path
-
-    def _run(self, x: np.ndarray, steps: int, schedule: Any, seed: Any, dtype: Any = np.float32) -> np.ndarray:
-        return self._sample(kernels.preprocess(x), self._keys(x, steps, seed), steps, schedule, dtype)
-
-    @staticmethod
-    def _keys(x: np.ndarray, steps: int, seed: Any) -> np.ndarray:
-        """Per-sample noise keys from the seed and each sketch (one-step sampling draws no noise)."""
-        if steps == 1:
-            sampling.seeds_for(seed, len(x))  # still validated
-            return np.zeros(len(x), np.uint64)
-        return sampling.noise_keys(x, seed)
-
-    def _sample(self, x1: np.ndarray, keys: np.ndarray, steps: int, schedule: Any, dtype: np.dtype) -> np.ndarray:
-        noise = sampling.PhiloxNoise(keys=keys, sigma=self.config.sigma)
-        return kernels.postprocess(sampling.sample(self.encoder, x1, steps, schedule, noise), dtype)
 
     # ------------------------------------------------------------------ public API
 
@@ -166,29 +119,22 @@ class Pipeline:
         on every backend. dtype: float32 images in [0, 1] (default) or uint8 in 0..255.
         sketch_kind: declare the input's kind (checked against the model; without it, a label sketch given to
         an edges model or the reverse is detected and refused). steps above the model's
-        ``config.max_steps`` (the largest count it was validated for) need allow_unvalidated_steps=True.
-        Input rules: :func:`cheartflow_sdk.validation.as_sketch_batch`.
+        ``config.max_steps`` (the largest count it was validated for) need allow_unvalidated_steps=True; at
+        most ``validation.MAX_STEPS`` on every backend. Input rules: :func:`cheartflow_sdk.validation.as_sketch_batch`.
         """
-        out_dtype = _check_output_dtype(dtype)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InvalidInputError(f"batch_size: expected an int >= 1, got {batch_size!r}")
-        sched, seed = self._check_request(steps, schedule, seed, sketch_kind, per_sample_seed=True,
-                                          allow_unvalidated_steps=allow_unvalidated_steps)
-        declared = sketch_kind is not None
-        x = (self._device_input(sketches, "sketches", declared) if self.runner is not None
-             else self._host_input(sketches, "sketches", declared))
+        out_dtype = check_output_dtype(dtype)
+        batch_size = check_count(batch_size, "batch_size", "")
+        steps, sched, seed = self._check_request(steps, schedule, seed, sketch_kind, per_sample_seed=True,
+                                                 allow_unvalidated_steps=allow_unvalidated_steps)
+        x = self._input(sketches, "sketches", sketch_kind is not None)
         if np.ndim(sched) == 2 and len(sched) != len(x):
             raise InvalidInputError(f"schedule: a per-sample schedule needs one row per sketch ({len(x)}), got {len(sched)}")
         seeds = sampling.seeds_for(seed, len(x))
         outs = []
         for start in range(0, len(x), batch_size):
             part = sched[start:start + batch_size] if np.ndim(sched) == 2 else sched
-            chunk = x[start:start + batch_size]
-            chunk_seeds = seeds[start:start + batch_size]
-            if self.runner is not None:
-                outs.append(self.runner.run(chunk, steps, part, chunk_seeds, out_dtype))
-            else:
-                outs.append(self._run(chunk, steps, part, chunk_seeds, out_dtype))
+            stop = start + batch_size
+            outs.append(self._engine.run(x[start:stop], steps, part, seeds[start:stop], out_dtype))
         return np.concatenate(outs)
 
     def stream(self, batches: Iterable[Any], steps: int = 1, schedule: Any = None, seed: int = 0,
@@ -197,16 +143,16 @@ class Pipeline:
         """Yield the images of each batch in input order; equal to synthesize() on the concatenated batches
         (and, one sketch one image, to synthesize() of each sketch alone). seed: one int for all sketches.
 
-        Batches may have any sizes. Arguments are checked here, at the call; each batch is validated and
-        preprocessed on a worker thread up to `prefetch` batches ahead (on a GPU runner the next chunk's
-        copy-in also overlaps the current chunk's compute). A bad batch raises InvalidInputError naming it
-        ("stream batch 3: ..."), after the images of the batches before it; an exception raised by `batches`
-        itself reaches the caller the same way. Stopping early (break, close()) stops the worker.
+        Batches may have any sizes. Arguments are checked here, at the call; each batch is validated on a
+        worker thread up to `prefetch` batches ahead (on a GPU runner the next chunk's copy-in also overlaps
+        the current chunk's compute). A bad batch raises InvalidInputError naming it ("stream batch 3: ..."),
+        after the images of the batches before it; an exception raised by `batches` itself reaches the caller
+        the same way. Stopping early (break, close()) stops the worker.
         """
-        out_dtype = _check_output_dtype(dtype)
-        depth = _check_prefetch(prefetch)
-        sched, seed = self._check_request(steps, schedule, seed, sketch_kind,
-                                          allow_unvalidated_steps=allow_unvalidated_steps)
+        out_dtype = check_output_dtype(dtype)
+        depth = check_count(prefetch, "prefetch", " (batches prepared ahead)")
+        steps, sched, seed = self._check_request(steps, schedule, seed, sketch_kind,
+                                                 allow_unvalidated_steps=allow_unvalidated_steps)
         declared = sketch_kind is not None
         if np.ndim(sched) == 2:
             raise InvalidInputError("schedule: stream takes one schedule shared by all samples, shape "
@@ -215,46 +161,31 @@ class Pipeline:
             items = iter(batches)
         except TypeError:
             raise InvalidInputError(f"batches: expected an iterable of sketch batches, got {type(batches).__name__}") from None
-        if self.runner is not None:
-            return self._stream_runner(items, steps, sched, seed, out_dtype, depth, declared)
-        return self._stream_numpy(items, steps, sched, seed, out_dtype, depth, declared)
+        return self._stream(items, steps, sched, seed, out_dtype, depth, declared)
 
-    def _stream_numpy(self, items: Iterator[Any], steps: int, sched: Any, seed: int, dtype: np.dtype,
-                      depth: int, declared: bool = False) -> Iterator[np.ndarray]:
-        def prepare(i: int, batch: Any) -> tuple[np.ndarray, np.ndarray]:
-            x = self._host_input(batch, f"stream batch {i}", declared)
-            return kernels.preprocess(x), self._keys(x, steps, seed)
-
-        for x1, keys in _prefetch(items, prepare, depth):
-            yield self._sample(x1, keys, steps, sched, dtype)
-
-    def _stream_runner(self, items: Iterator[Any], steps: int, sched: Any, seed: int, dtype: np.dtype,
-                       depth: int, declared: bool = False) -> Iterator[np.ndarray]:
+    def _stream(self, items: Iterator[Any], steps: int, sched: Any, seed: int, dtype: np.dtype, depth: int,
+                declared: bool) -> Iterator[np.ndarray]:
         def prepare(i: int, batch: Any) -> np.ndarray:
-            return self._device_input(batch, f"stream batch {i}", declared)
+            return self._input(batch, f"stream batch {i}", declared)
 
-        with Prefetcher(items, prepare, depth) as ready:  # polled: launches only batches that have arrived
-            yield from self.runner.stream(ready, steps, sched, seed, dtype)
+        with Prefetcher(items, prepare, depth) as ready:  # polled: a runner launches only batches that have arrived
+            yield from self._engine.stream(ready, steps, sched, seed, dtype)
 
     def warmup(self, steps: Iterable[int] = (1, 2), batch_sizes: Iterable[int] | None = None,
-               sketch_dtype: Any = np.float32, dtype: Any = np.float32) -> float:
+               sketch_dtype: Any = np.float32, dtype: Any = np.float32, allow_unvalidated_steps: bool = False) -> float:
         """Pay the cold start now instead of on the first request; returns the seconds it took.
 
         On a CUDA runner: captures the graphs of every batch bucket (or of `batch_sizes`' buckets) for each
         number of `steps`, for `sketch_dtype` inputs (uint8 or float32) and `dtype` outputs. Otherwise: one
-        batch-1 request per number of steps (engine initialization, allocator warm-up).
+        batch-1 request per number of steps (engine initialization, allocator warm-up). Each number of steps
+        is checked as in synthesize().
         """
-        out_dtype = _check_output_dtype(dtype)
-        steps = list(steps)
-        for k in steps:
-            check_schedule(None, k)  # validates each number of steps
+        out_dtype = check_output_dtype(dtype)
+        in_dtype = check_sketch_dtype(sketch_dtype)
+        steps = [self._check_steps(k, allow_unvalidated_steps) for k in steps]
+        sizes = None if batch_sizes is None else check_batch_sizes(batch_sizes)
         t0 = time.perf_counter()
-        if self.runner is not None:
-            self.runner.warmup(steps, batch_sizes, sketch_dtype, out_dtype)
-        else:
-            x = np.zeros((1, 1, self.config.resolution, self.config.resolution), np.float32)
-            for k in steps:
-                self.synthesize(x, steps=k, dtype=out_dtype)
+        self._engine.warmup(steps, sizes, in_dtype, out_dtype)
         seconds = time.perf_counter() - t0
         log.info("warm-up of %r took %.3f s", self, seconds)
         return seconds
@@ -321,8 +252,7 @@ def load_pipeline(model: str | Path | None = None, backend: str = "auto", device
     encoder on a CUDA GPU gets the CUDA-graph runtime (`pipe.runner`); call `pipe.warmup()` to capture its
     graphs before the first request.
     """
-    if sketch_kind is not None and sketch_kind not in ("edges", "labels"):
-        raise InvalidInputError(f"sketch_kind: expected 'edges', 'labels' or None, got {sketch_kind!r}")
+    check_sketch_kind(sketch_kind)
     check_device(device)
     path = _resolve_model(model, sketch_kind or "edges")
     encoder = open_encoder(path, backend, device)

@@ -53,6 +53,15 @@ def noise_keys(sketches: np.ndarray, seed: Any) -> np.ndarray:
     return keys
 
 
+def request_keys(sketches: np.ndarray, steps: int, seed: Any) -> np.ndarray:
+    """The noise keys of a request of `steps` evaluations: :func:`noise_keys`, or zeros for one-step sampling,
+    which draws no noise (the seed is still checked)."""
+    if steps == 1:
+        seeds_for(seed, len(sketches))
+        return np.zeros(len(sketches), np.uint64)
+    return noise_keys(sketches, seed)
+
+
 def seeds_for(seed: Any, n: int) -> np.ndarray:
     """`seed` as uint64 [n]: an int broadcast to n samples, or n ints (a sequence or 1-D integer array)."""
     from .validation import check_seed

@@ -16,8 +16,9 @@ import numpy as np
 
 from .errors import InvalidInputError, ModelMismatchError
 
-__all__ = ["as_sketch_batch", "check_schedule", "check_seed", "check_sketch_content", "check_steps", "describe",
-           "integer_sketch_values"]
+__all__ = ["OUTPUT_DTYPES", "MAX_STEPS", "SKETCH_DTYPES", "as_sketch_batch", "check_batch_sizes", "check_count",
+           "check_output_dtype", "check_request_schedule", "check_schedule", "check_seed", "check_sketch_content",
+           "check_sketch_dtype", "check_sketch_kind", "check_steps", "describe", "integer_sketch_values"]
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,9 @@ _EXPECTED_SKETCH = (
     "expected uint8 [B,H,W] or [H,W] (0..255), or float32 [B,1,H,W], [B,H,W] or [H,W] in [0, 1]"
 )
 _MAX_SEED = 2**64
+MAX_STEPS = 16  # most encoder evaluations per request on every path (the CUDA-graph runner's staging holds this many)
+OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))  # images: float32 in [0, 1] or uint8 in 0..255
+SKETCH_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))  # validated sketches as the samplers take them
 
 
 def describe(x: object) -> str:
@@ -257,11 +261,14 @@ def check_label_values(labels: np.ndarray, who: str) -> np.ndarray:
 
 
 def check_steps(steps: object, max_steps: int | None = None, allow_unvalidated: bool = False) -> int:
-    """Validate the number of encoder evaluations: an int >= 1, and at most `max_steps` (the largest count the
-    model was validated for) unless `allow_unvalidated`."""
+    """Validate the number of encoder evaluations: an int in [1, MAX_STEPS], and at most `max_steps` (the largest
+    count the model was validated for) unless `allow_unvalidated`."""
     steps = _check_int(steps, "steps", "an int >= 1 (number of network evaluations)")
     if steps < 1:
         raise InvalidInputError(f"steps: expected an int >= 1 (number of network evaluations), got {steps}")
+    if steps > MAX_STEPS:
+        raise InvalidInputError(f"steps: expected at most {MAX_STEPS} network evaluations per request (on every "
+                                f"backend), got {steps}")
     if max_steps is not None and steps > max_steps and not allow_unvalidated:
         raise InvalidInputError(
             f"steps: this model was validated for at most {max_steps} steps (ModelConfig.max_steps), got {steps}; "
@@ -326,3 +333,67 @@ def check_sketch_content(x: np.ndarray, kind: str, declared: bool = False, name:
                 "(filled label maps 0 bg, 1 RV, 2 MYO, 3 LV, read as label / 3); use an edges model, or declare "
                 "sketch_kind='labels' (CLI: --sketch-kind labels) if it really is a label sketch"
             )
+
+
+def _dtype_in(dtype: object, allowed: tuple[np.dtype, ...]) -> np.dtype | None:
+    try:
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:
+        return None
+    return dt if dt in allowed else None
+
+
+def check_output_dtype(dtype: object) -> np.dtype:
+    """The images' dtype: float32 (in [0, 1]) or uint8 (0..255)."""
+    dt = _dtype_in(dtype, OUTPUT_DTYPES)
+    if dt is None:
+        raise InvalidInputError(f"dtype: images come as float32 in [0, 1] or uint8 in 0..255, got {dtype!r}")
+    return dt
+
+
+def check_sketch_dtype(dtype: object) -> np.dtype:
+    """The dtype of the sketches a warm-up prepares for: uint8 or float32."""
+    dt = _dtype_in(dtype, SKETCH_DTYPES)
+    if dt is None:
+        raise InvalidInputError(f"sketch_dtype: expected uint8 or float32 sketches, got {dtype!r}")
+    return dt
+
+
+def check_count(value: object, name: str, what: str) -> int:
+    """A count: an int >= 1 (`what` says what it counts, for the message)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < 1:
+        raise InvalidInputError(f"{name}: expected an int >= 1{what}, got {value!r}")
+    return int(value)
+
+
+def check_batch_sizes(values: object, name: str = "batch_sizes") -> tuple[int, ...]:
+    """Sorted unique positive batch sizes (at least one)."""
+    try:
+        sizes = sorted({int(b) for b in values})  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{name} must be positive ints, got {values!r}") from None
+    if not sizes or sizes[0] < 1:
+        raise InvalidInputError(f"{name} must be positive ints, got {values!r}")
+    return tuple(sizes)
+
+
+def check_sketch_kind(kind: object) -> str | None:
+    """A declared sketch kind: "edges", "labels" or None."""
+    if kind is not None and kind not in _KINDS:
+        raise InvalidInputError(f"sketch_kind: expected 'edges', 'labels' or None, got {kind!r}")
+    return kind  # type: ignore[return-value]
+
+
+def check_request_schedule(schedule: object, steps: int) -> tuple[float, ...] | np.ndarray:
+    """A request's schedule: shared (:func:`check_schedule`), or per sample, float32 (B, steps - 1) in (0, 1)
+    (its row count is checked against the batch by the caller)."""
+    if schedule is None or np.ndim(schedule) != 2:
+        return check_schedule(schedule, steps)  # type: ignore[arg-type]
+    try:
+        sched = np.asarray(schedule, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"schedule: a per-sample schedule needs shape (B, {steps - 1}) of floats in "
+                                f"(0, 1), got {type(schedule).__name__}") from None
+    if sched.shape[1] != steps - 1 or not ((sched > 0) & (sched < 1)).all():
+        raise InvalidInputError(f"schedule: a per-sample schedule needs shape (B, {steps - 1}) with values in (0, 1)")
+    return sched

@@ -555,3 +555,47 @@ def test_pipeline_over_a_runner_equals_the_numpy_pipeline(cpu_runner, sketches):
     gen.close()
     assert _no_workers_left()
     assert gpu_like.warmup(steps=(1,), batch_sizes=(4,)) >= 0 and gpu_like.runner.graph_count >= 2
+
+
+def test_the_boundary_answers_the_same_on_the_host_path_and_on_a_runner(cpu_runner, sketches):
+    """One validation boundary (Pipeline): a request is accepted or refused alike on both paths. Before it,
+    steps above the runner's staging limit passed on the host path (with allow_unvalidated_steps) and failed on
+    the runner, and warmup's sketch_dtype / batch_sizes were checked by the runner only."""
+    import torch
+
+    from cheartflow_sdk.config import ModelConfig
+    from cheartflow_sdk.pipeline import Pipeline
+    from cheartflow_sdk.validation import MAX_STEPS
+
+    fn = _toy(torch)
+
+    class Encoder:
+        config = ModelConfig(resolution=RES, base_channels=8, channel_mult=(1, 2), attention_levels=(1,), groups=4)
+        name = "toy"
+
+        def __call__(self, xx, tt):
+            with torch.no_grad():
+                return fn(torch.from_numpy(xx), torch.from_numpy(np.asarray(tt, np.float32))).numpy()
+
+    host = Pipeline(Encoder(), Path("toy"))
+    gpu_like = Pipeline(Encoder(), Path("toy"), runner=cpu_runner(fn, buckets=(1, 4)))
+    sk = sketches[:2]
+    unvalidated = Encoder.config.max_steps + 1
+    outs = []
+    for pipe in (host, gpu_like):
+        with pytest.raises(InvalidInputError, match=f"at most {MAX_STEPS} network evaluations"):
+            pipe.synthesize(sk, steps=MAX_STEPS + 1, allow_unvalidated_steps=True)
+        with pytest.raises(InvalidInputError, match=f"at most {MAX_STEPS} network evaluations"):
+            next(pipe.stream([sk], steps=MAX_STEPS + 1, allow_unvalidated_steps=True))
+        with pytest.raises(InvalidInputError, match="validated for at most"):
+            pipe.synthesize(sk, steps=unvalidated)
+        with pytest.raises(InvalidInputError, match="validated for at most"):
+            pipe.warmup(steps=(1, unvalidated))
+        with pytest.raises(InvalidInputError, match="sketch_dtype"):
+            pipe.warmup(steps=(1,), sketch_dtype=np.int16)
+        with pytest.raises(InvalidInputError, match="batch_sizes"):
+            pipe.warmup(steps=(1,), batch_sizes=(0,))
+        with pytest.raises(InvalidInputError, match="dtype"):
+            pipe.warmup(steps=(1,), dtype=np.float64)
+        outs.append(pipe.synthesize(sk, steps=unvalidated, seed=5, allow_unvalidated_steps=True))
+    np.testing.assert_array_equal(outs[0], outs[1])

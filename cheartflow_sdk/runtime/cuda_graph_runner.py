@@ -44,17 +44,17 @@ import numpy as np
 from .. import contract, kernels
 from .._optional import require
 from ..errors import InvalidInputError, NativeUnavailableError
-from ..sampling import noise_keys, run_steps, schedule_columns, seeds_for
+from ..sampling import request_keys, run_steps, schedule_columns
+from ..validation import (MAX_STEPS, SKETCH_DTYPES, check_batch_sizes, check_output_dtype,
+                          check_sketch_dtype)
 from .graph_capture import BucketGraphs
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BUCKETS: tuple[int, ...] = tuple(sorted(set(contract.BATCH_BUCKETS) | {512}))
-DEFAULT_MAX_STEPS = 16
+DEFAULT_MAX_STEPS = MAX_STEPS
 _PARAMS_ROW_BYTES = 16  # {noise key, first_sample = 0} as two uint64, one pair per row
 _ALIGN = 256
-_INPUT_DTYPES = (np.dtype(np.uint8), np.dtype(np.float32))
-_OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
 
 
 # =============================================================================================
@@ -64,13 +64,7 @@ _OUTPUT_DTYPES = (np.dtype(np.float32), np.dtype(np.uint8))
 
 def check_buckets(buckets: Iterable[int]) -> tuple[int, ...]:
     """Sorted unique positive bucket sizes."""
-    try:
-        values = sorted({int(b) for b in buckets})
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"buckets must be positive ints, got {buckets!r}") from None
-    if not values or values[0] < 1:
-        raise InvalidInputError(f"buckets must be positive ints, got {buckets!r}")
-    return tuple(values)
+    return check_batch_sizes(buckets, "buckets")
 
 
 def bucket_for(n: int, buckets: Sequence[int]) -> int:
@@ -209,7 +203,8 @@ class _DeviceNoise:
             return x_t
         if self.eager:
             return kernels.renoise_keys(x0_hat, x1, t.cpu().numpy(), r.sigma, v.keys, step, stream=s)
-        raise NativeUnavailableError("internal: a multi-step graph needs kernels.renoise_device_params")  # pragma: no cover
+        # pragma: no cover - guarded by _graph_for
+        raise NativeUnavailableError("internal: a multi-step graph needs kernels.renoise_device_params")
 
 
 @dataclass
@@ -240,6 +235,8 @@ class Job:
 
 class CudaGraphRunner(BucketGraphs):
     """Fixed-step sampling of sketch chunks on one GPU: bucketed CUDA graphs of the whole K-step loop."""
+
+    takes_uint8 = True  # uint8 intensity sketches are copied as they are (a quarter of the bytes) and preprocessed on the GPU
 
     def __init__(self, fn: Callable[[Any, Any], Any], resolution: int, sigma: float, device: Any = "cuda",
                  buckets: Iterable[int] = DEFAULT_BUCKETS, max_steps: int = DEFAULT_MAX_STEPS,
@@ -314,7 +311,8 @@ class CudaGraphRunner(BucketGraphs):
         return (f"CudaGraphRunner(name={self.name!r}, device={self.device}, buckets={self.buckets}, "
                 f"graphs={len(self._graphs)}, use_graphs={self.use_graphs})")
 
-    # ------------------------------------------------------------------ validation
+    # ------------------------------------------------------------------ bounds of the staging buffers
+    # (request values are validated at the public boundary, ``Pipeline``; these keep the copies in bounds)
 
     def _check_steps(self, steps: Any) -> int:
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= self.max_steps:
@@ -325,7 +323,7 @@ class CudaGraphRunner(BucketGraphs):
         """Sketches as uint8 [n, R, R] or float32 [n, 1, R, R] (values are trusted: validate them first)."""
         x = np.asarray(sketches)
         r = self.resolution
-        if x.dtype not in _INPUT_DTYPES:
+        if x.dtype not in SKETCH_DTYPES:
             raise InvalidInputError(f"{name}: the CUDA runner takes uint8 [B,R,R] or float32 [B,1,R,R] sketches, "
                                     f"got dtype {x.dtype}")
         if x.ndim == 4 and x.shape[1] == 1:
@@ -333,13 +331,6 @@ class CudaGraphRunner(BucketGraphs):
         if x.ndim != 3 or x.shape[1:] != (r, r) or x.shape[0] == 0:
             raise InvalidInputError(f"{name}: expected [B,{r},{r}] or [B,1,{r},{r}] with B >= 1, got shape {np.shape(sketches)}")
         return np.ascontiguousarray(x)
-
-    @staticmethod
-    def _out_dtype(dtype: Any) -> np.dtype:
-        dt = np.dtype(dtype)
-        if dt not in _OUTPUT_DTYPES:
-            raise InvalidInputError(f"dtype must be float32 or uint8, got {dtype!r}")
-        return dt
 
     # ------------------------------------------------------------------ the loop
 
@@ -442,7 +433,7 @@ class CudaGraphRunner(BucketGraphs):
         """
         x = self._as_rows(sketches)
         steps = self._check_steps(steps)
-        out_dtype = self._out_dtype(dtype)
+        out_dtype = check_output_dtype(dtype)
         n = len(x)
         bucket = bucket_for(n, self.buckets)
         t_cols = np.asarray(t_cols, dtype=np.float32).reshape(steps - 1, n) if steps > 1 else np.zeros((0, n), np.float32)
@@ -503,14 +494,6 @@ class CudaGraphRunner(BucketGraphs):
             raise InvalidInputError(f"schedule: expected {steps - 1} re-noise times per sample, got shape {np.shape(schedule)}")
         return cols
 
-    @staticmethod
-    def _keys(x: np.ndarray, steps: int, seed: Any) -> np.ndarray:
-        """Per-row noise keys from the seed (an int or one per row) and each sketch."""
-        if steps == 1:
-            seeds_for(seed, len(x))  # validated; one-step sampling draws no noise
-            return np.zeros(len(x), np.uint64)
-        return noise_keys(x, seed)
-
     def run(self, sketches: Any, steps: int = 1, schedule: Any = (), seed: Any = 0, dtype: Any = np.float32,
             capture: bool | None = None) -> np.ndarray:
         """Images of one request (any batch size: split into chunks of the largest bucket), synchronously.
@@ -521,7 +504,7 @@ class CudaGraphRunner(BucketGraphs):
         x = self._as_rows(sketches)
         steps = self._check_steps(steps)
         cols = self._columns(schedule, steps, len(x))
-        keys = self._keys(x, steps, seed)
+        keys = request_keys(x, steps, seed)
         jobs = [self.submit(x[a:b], steps, cols[:, a:b], keys[a:b], dtype, capture)
                 for a, b in chunk_bounds(len(x), self.buckets[-1])]
         outs = [self.collect(j) for j in jobs]
@@ -558,7 +541,7 @@ class CudaGraphRunner(BucketGraphs):
                         break
                     x = self._as_rows(batch)
                     cols = self._columns(schedule, steps, len(x))
-                    keys = self._keys(x, steps, seed)
+                    keys = request_keys(x, steps, seed)
                     pending.append([self.submit(x[a:b], steps, cols[:, a:b], keys[a:b], dtype)
                                     for a, b in chunk_bounds(len(x), self.buckets[-1])])
                 if not pending:
@@ -577,9 +560,7 @@ class CudaGraphRunner(BucketGraphs):
         """Capture (or, without graphs, run once) every (bucket, steps) in both slots ahead of the first
         request; returns the seconds it took."""
         t0 = time.perf_counter()
-        in_dtype = np.dtype(sketch_dtype)
-        if in_dtype not in _INPUT_DTYPES:
-            raise InvalidInputError(f"sketch_dtype must be uint8 or float32, got {sketch_dtype!r}")
+        in_dtype = check_sketch_dtype(sketch_dtype)
         sizes = self.buckets if batch_sizes is None else check_buckets(batch_sizes)
         r = self.resolution
         for k in steps:

@@ -1,0 +1,47 @@
+"""The host path: the samplers over an encoder's numpy interface, one chunk at a time.
+
+It has the CudaGraphRunner's interface (`run`, `stream`, `warmup`), so that `Pipeline` drives either one the
+same way; it is the path of every engine without the device-resident runtime. Inputs come validated from the
+public boundary (``Pipeline``): float32 [B,1,R,R] sketches in [0, 1], checked steps, schedule, seeds and dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from .. import kernels, sampling
+
+
+class HostRunner:
+    """`sampling.sample` between ``kernels.preprocess`` and ``kernels.postprocess``, on host arrays."""
+
+    takes_uint8 = False  # sketches come as validated float32 (the CUDA runner copies uint8 as it is)
+
+    def __init__(self, encoder: sampling.Encoder, sigma: float, resolution: int):
+        self.encoder = encoder
+        self.sigma = float(sigma)
+        self.resolution = int(resolution)
+
+    def run(self, sketches: np.ndarray, steps: int = 1, schedule: Any = (), seed: Any = 0,
+            dtype: Any = np.float32) -> np.ndarray:
+        """Images [B,1,R,R] of one chunk; seed: an int or one per sketch (noise keyed by seed and sketch)."""
+        noise = sampling.PhiloxNoise(keys=sampling.request_keys(sketches, steps, seed), sigma=self.sigma)
+        x0_hat = sampling.sample(self.encoder, kernels.preprocess(sketches), steps, schedule, noise)
+        return kernels.postprocess(x0_hat, dtype)
+
+    def stream(self, batches: Iterable[np.ndarray], steps: int = 1, schedule: Any = (), seed: int = 0,
+               dtype: Any = np.float32) -> Iterator[np.ndarray]:
+        """Images of each batch, in input order."""
+        for x in batches:
+            yield self.run(x, steps, schedule, seed, dtype)
+
+    def warmup(self, steps: Iterable[int] = (1, 2), batch_sizes: Iterable[int] | None = None,
+               sketch_dtype: Any = np.float32, dtype: Any = np.float32) -> None:
+        """One batch-1 request per number of steps (engine initialization, allocator warm-up); the host path
+        has no per-size or per-dtype state, so batch_sizes and sketch_dtype change nothing."""
+        x = np.zeros((1, 1, self.resolution, self.resolution), np.float32)
+        for k in steps:
+            self.run(x, k, np.full(k - 1, 0.5, np.float32), 0, dtype)
