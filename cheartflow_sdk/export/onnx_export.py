@@ -3,6 +3,9 @@
 Two precisions: fp32 (the reference engine) and fp16 (`export_onnx_fp16`: fp16 weights and compute with
 float32 inputs/outputs, GroupNorm and attention kept in fp32; see fp16.py). Both are parity-gated in ONNX
 Runtime (CPU) against the fp32 PyTorch encoder before the file lands.
+
+GroupNorm is written in two stages (onnx_groupnorm.py), exact in ONNX Runtime; `groupnorm="fused"` writes it
+as one GroupNormalization-21 op instead, the graph OpenVINO exports read (fused_groupnorm.py says why only they).
 """
 
 from __future__ import annotations
@@ -19,23 +22,31 @@ from .parity import ParityReport, check_parity, describe_gate, enforce_gate
 
 log = logging.getLogger(__name__)
 
+GROUPNORM_FORMS = ("two-pass", "fused")
+
 
 def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset: int = contract.ONNX_OPSET,
-                gate: bool = True, precision: str = "fp32") -> tuple[Path, ParityReport | None]:
+                gate: bool = True, precision: str = "fp32", groupnorm: str = "two-pass") -> tuple[Path, ParityReport | None]:
     """Write `model_dir`'s encoder as an ONNX engine (default: model_dir/model.onnx, or model.fp16.onnx).
 
     With `gate`, the engine is first run in ONNX Runtime (CPU) against the fp32 PyTorch encoder: fp32 needs
     max abs error <= 1e-4, fp16 PSNR >= 40 dB, both no NaN/inf; otherwise nothing is written and
     ModelMismatchError gives the measured numbers.
+
+    groupnorm="fused" (fp32 only) writes every GroupNorm as one GroupNormalization op at opset 21 (`opset` is
+    not used): a source graph for OpenVINO, gated in OpenVINO (fp32 hint) at the reduced-precision gate
+    every OpenVINO run is held to, because ONNX Runtime computes that op less exactly than the fp32 gate allows.
     """
     torch = require("torch")
     onnx = require("onnx")
-    from ..backends.onnxruntime_backend import OnnxRuntimeEncoder
     from ..backends.torch_backend import TorchEncoder
-    from .onnx_groupnorm import two_pass_group_norms
 
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
+    if groupnorm not in GROUPNORM_FORMS:
+        raise ValueError(f"groupnorm must be one of {GROUPNORM_FORMS}, got {groupnorm!r}")
+    if groupnorm == "fused" and precision != "fp32":
+        raise ValueError(f"groupnorm='fused' is written in fp32 only, got precision {precision!r}")
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
     model_dir = Path(model_dir)
@@ -43,7 +54,7 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset
     out_path = Path(out_path) if out_path is not None else model_dir / contract.ENGINE_FILENAMES[fmt]
     reference = TorchEncoder(model_dir, device="cpu")
     cfg = reference.config
-    module = two_pass_group_norms(reference.module)
+    module, export_opts = _export_module(reference.module, groupnorm, opset)
     if precision == "fp16":
         from .fp16 import half_encoder
 
@@ -54,12 +65,17 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             torch.onnx.export(
-                module, example, str(tmp), dynamo=False, opset_version=opset,
+                module, example, str(tmp), dynamo=False, **export_opts,
                 input_names=[contract.INPUT_X, contract.INPUT_T], output_names=[contract.OUTPUT],
                 dynamic_axes=contract.dynamic_axes(),
             )
         proto = onnx.load(str(tmp))
-        for key, value in engine_metadata(cfg, model_dir, precision, fmt).items():
+        if groupnorm == "fused":
+            from .fused_groupnorm import to_group_normalization
+
+            to_group_normalization(proto)
+        meta = engine_metadata(cfg, model_dir, precision, fmt, **{contract.META_GROUPNORM: groupnorm})
+        for key, value in meta.items():
             entry = proto.metadata_props.add()
             entry.key, entry.value = key, value
         proto.producer_name = "cheartflow-sdk"
@@ -67,10 +83,35 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset
         onnx.save(proto, str(tmp))
         report = None
         if gate:
-            report = check_parity(OnnxRuntimeEncoder(tmp, device="cpu"), reference, r)
-            log.info("parity of %s: %s", out_path.name, describe_gate(report, precision))
-            enforce_gate(report, precision, f"the {precision} ONNX engine {out_path.name}")
+            engine, gate_precision = _gate_engine(tmp, groupnorm, precision)
+            report = check_parity(engine, reference, r)
+            log.info("parity of %s (%s): %s", out_path.name, engine.name, describe_gate(report, gate_precision))
+            enforce_gate(report, gate_precision, f"the {precision} ONNX engine {out_path.name} ({engine.name})")
     return out_path, report
+
+
+def _export_module(module, groupnorm: str, opset: int):
+    """(the module to trace, its opset keyword arguments of torch.onnx.export) for a GroupNorm form."""
+    if groupnorm == "fused":
+        from .fused_groupnorm import export_options, fused_group_norms
+
+        return fused_group_norms(module), export_options()
+    from .onnx_groupnorm import two_pass_group_norms
+
+    return two_pass_group_norms(module), {"opset_version": opset}
+
+
+def _gate_engine(path: Path, groupnorm: str, precision: str):
+    """(the engine the gate runs, the gate's precision): ONNX Runtime at the file's own precision, except a
+    fused graph, which only OpenVINO computes accurately (fused_groupnorm.py)."""
+    if groupnorm == "fused":
+        from ..backends.openvino_backend import OpenVINOEncoder
+
+        engine = OpenVINOEncoder(path, device="cpu", precision="fp32")
+        return engine, engine.gate_precision
+    from ..backends.onnxruntime_backend import OnnxRuntimeEncoder
+
+    return OnnxRuntimeEncoder(path, device="cpu"), precision
 
 
 def export_onnx_fp16(model_dir: str | Path, out_path: str | Path | None = None, opset: int = contract.ONNX_OPSET,

@@ -9,6 +9,11 @@
   symmetric int8 weights, asymmetric activations) calibrated on real sketches (calibration.py), with the
   first and last convolutions kept fp32; the rest runs with the same precision hint as above.
 
+Both are built from the fp32 ONNX export, gated in ONNX Runtime first as always; by default OpenVINO then
+reads the same export with every GroupNorm as one GroupNormalization op (`groupnorm="fused"`, which
+OpenVINO's CPU plugin runs as one MVN kernel and computes closer to PyTorch than the two-pass graph;
+fused_groupnorm.py), or that two-pass graph itself with `groupnorm="two-pass"`.
+
 Both are gated before they land: output PSNR >= 35 dB against the fp32 PyTorch encoder on the gate sketches
 (parity.REDUCED_MIN_PSNR_DB), no NaN/inf; otherwise nothing is written. The cheartflow metadata (plus the
 gate's PSNR, the CPU class and, for int8, the calibration data) is in the IR's rt_info ("cheartflow").
@@ -71,16 +76,21 @@ def _write_ir(ov: Any, model: Any, out_path: Path, meta: dict[str, str], gate_fn
     return report
 
 
-def _prepare(model_dir: Path, out_path: Path, work: Path):
-    """(openvino module, TorchEncoder reference, the gated fp32 ONNX read as an OpenVINO model)."""
+def _prepare(model_dir: Path, out_path: Path, work: Path, groupnorm: str):
+    """(openvino module, TorchEncoder reference, the fp32 ONNX graph of `groupnorm`'s form read as an OpenVINO
+    model); the two-pass graph passes the fp32 ONNX Runtime gate first, whichever form is read."""
     ov = require("openvino")
     from ..backends.torch_backend import TorchEncoder
-    from .onnx_export import export_onnx
+    from .onnx_export import GROUPNORM_FORMS, export_onnx
 
     if out_path.suffix != ".xml":
         raise InvalidInputError(f"an OpenVINO IR engine's file name must end in .xml, got {out_path}")
+    if groupnorm not in GROUPNORM_FORMS:
+        raise InvalidInputError(f"groupnorm must be one of {GROUPNORM_FORMS}, got {groupnorm!r}")
     reference = TorchEncoder(model_dir, device="cpu")
     fp32, _ = export_onnx(model_dir, work / "model.onnx")
+    if groupnorm == "fused":  # its own gate is the IR's, in the precision the IR runs in
+        fp32, _ = export_onnx(model_dir, work / "model.fused.onnx", groupnorm="fused", gate=False)
     return ov, reference, ov.Core().read_model(str(fp32))
 
 
@@ -99,18 +109,20 @@ def _gate(reference: Any, precision: str, name: str, gate: bool):
     return run
 
 
-def export_openvino(model_dir: str | Path, out_path: str | Path | None = None,
-                    gate: bool = True) -> tuple[Path, ParityReport | None]:
+def export_openvino(model_dir: str | Path, out_path: str | Path | None = None, gate: bool = True,
+                    groupnorm: str = "fused") -> tuple[Path, ParityReport | None]:
     """Write the OpenVINO IR engine (default model_dir/model.openvino.xml + .bin), gated in the precision it
-    runs in here (bf16 where the CPU has native bf16, else fp32; PSNR >= 35 dB either way)."""
+    runs in here (bf16 where the CPU has native bf16, else fp32; PSNR >= 35 dB either way). `groupnorm`:
+    "fused" (one op per GroupNorm) or "two-pass" (the ONNX Runtime engine's graph)."""
     from ..cpu_features import has_native_bf16, isa_class
 
     model_dir = Path(model_dir)
     out_path = Path(out_path) if out_path is not None else model_dir / contract.OPENVINO_FILENAME
     precision = "bf16" if has_native_bf16() else "fp32"
     with tempfile.TemporaryDirectory(prefix="cf-openvino-") as work:
-        ov, reference, model = _prepare(model_dir, out_path, Path(work))
-        meta = engine_metadata(reference.config, model_dir, precision, "openvino", **{contract.META_CPU_ISA: isa_class()})
+        ov, reference, model = _prepare(model_dir, out_path, Path(work), groupnorm)
+        meta = engine_metadata(reference.config, model_dir, precision, "openvino", **{
+            contract.META_CPU_ISA: isa_class(), contract.META_GROUPNORM: groupnorm})
         gate_precision = "bf16" if precision == "bf16" else "reduced"
         report = _write_ir(ov, model, out_path, meta, _gate(reference, gate_precision, out_path.name, gate))
     return out_path, report
@@ -118,16 +130,17 @@ def export_openvino(model_dir: str | Path, out_path: str | Path | None = None,
 
 def export_openvino_int8(model_dir: str | Path, out_path: str | Path | None = None,
                          calibration: str | Path | None = None, calibration_count: int = DEFAULT_COUNT,
-                         gate: bool = True) -> tuple[Path, ParityReport | None]:
+                         gate: bool = True, groupnorm: str = "fused") -> tuple[Path, ParityReport | None]:
     """Write an NNCF int8 OpenVINO IR (default model_dir/model.int8.xml + .bin) calibrated on `calibration`
-    (a packed .npz such as packed/val-128.npz, or sketch files; None: phantom sketches, for tests)."""
+    (a packed .npz such as packed/val-128.npz, or sketch files; None: phantom sketches, for tests);
+    `groupnorm` as in export_openvino (GroupNormalization stays fp32: only convolutions are quantized)."""
     nncf = require("nncf")
     from ..cpu_features import isa_class
 
     model_dir = Path(model_dir)
     out_path = Path(out_path) if out_path is not None else model_dir / contract.OPENVINO_INT8_FILENAME
     with tempfile.TemporaryDirectory(prefix="cf-openvino-int8-") as work:
-        ov, reference, model = _prepare(model_dir, out_path, Path(work))
+        ov, reference, model = _prepare(model_dir, out_path, Path(work), groupnorm)
         calib = calibration_inputs(reference, calibration, calibration_count)
         items = [{contract.INPUT_X: x, contract.INPUT_T: t} for x, t in calib.batches(8)]
         quantized = nncf.quantize(
@@ -136,7 +149,7 @@ def export_openvino_int8(model_dir: str | Path, out_path: str | Path | None = No
             fast_bias_correction=True,
         )
         meta = engine_metadata(reference.config, model_dir, "int8", "openvino-int8", **{
-            contract.META_CPU_ISA: isa_class(),
+            contract.META_CPU_ISA: isa_class(), contract.META_GROUPNORM: groupnorm,
             contract.META_CALIBRATION: f"{calib.source}; {len(calib.x)} encoder inputs; nncf mixed preset",
         })
         report = _write_ir(ov, quantized, out_path, meta, _gate(reference, "int8", out_path.name, gate))
