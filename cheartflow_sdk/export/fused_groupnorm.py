@@ -15,12 +15,13 @@ export writes a placeholder node and :func:`to_group_normalization` turns it int
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .onnx_groupnorm import with_group_norm_class
 
 FUSED_OPSET = 21  # GroupNormalization-21
 EXPORT_OPSET = 20  # the newest opset torch.onnx.export(dynamo=False) writes
@@ -35,11 +36,7 @@ _SAME_MEANING_AT_21 = {"Cast", "CastLike", "Constant", "ConstantOfShape", "Flatt
 def fused_group_norms(module: nn.Module) -> nn.Module:
     """A deep copy of `module` with every nn.GroupNorm turned into a :class:`FusedGroupNorm` (same weights);
     export it with :func:`export_options` and finish the graph with :func:`to_group_normalization`."""
-    module = copy.deepcopy(module)
-    for sub in module.modules():
-        if type(sub) is nn.GroupNorm:
-            sub.__class__ = FusedGroupNorm
-    return module
+    return with_group_norm_class(module, FusedGroupNorm)
 
 
 class FusedGroupNorm(nn.GroupNorm):
@@ -62,8 +59,10 @@ class _GroupNormNode(torch.autograd.Function):
 
     @staticmethod
     def symbolic(g: Any, x: Any, weight: Any, bias: Any, num_groups: int, eps: float) -> Any:
-        return g.op(f"{PLACEHOLDER_DOMAIN}::{PLACEHOLDER_OP}", x, weight, bias, num_groups_i=num_groups,
-                    epsilon_f=eps)
+        out = g.op(f"{PLACEHOLDER_DOMAIN}::{PLACEHOLDER_OP}", x, weight, bias, num_groups_i=num_groups,
+                   epsilon_f=eps)
+        out.setType(x.type())  # same shape and type as x (the exporter cannot infer a custom op's)
+        return out
 
 
 def export_options() -> dict[str, Any]:
