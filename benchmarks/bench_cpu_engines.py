@@ -16,6 +16,11 @@ quality gate is listed as not measured, with the reason):
     onnxruntime-int8     static int8 QDQ (`--format onnx-int8`), calibrated on --calibration
     openvino-int8        NNCF int8 IR (`--format openvino-int8`), calibrated on --calibration
 
+Only when named in --engines (the comparison of the GroupNorm forms, fused_groupnorm.py):
+
+    openvino-fp32-two-pass, openvino-bf16-two-pass   the OpenVINO IR built from the two-pass GroupNorm graph
+                         (`groupnorm="two-pass"`) instead of one GroupNormalization op per GroupNorm
+
 For each engine, in a fresh subprocess (so its peak RSS is its own): batch-1 host-to-host latency p50/p99
 (uint8 sketch in, uint8 image out, through Pipeline) for 1 and 2 steps, 1-step throughput at batch
 1/8/16/64, RSS after loading and warm-up and the process's peak RSS, and its outputs: the encoder on the
@@ -64,6 +69,8 @@ log = logging.getLogger("bench_cpu_engines")
 
 ENGINES = ("onnxruntime-fp32", "torch-eager-fp32", "torch-eager-bf16", "torch-compiled-fp32", "openvino-fp32",
            "openvino-bf16", "onnxruntime-int8", "openvino-int8")
+OPT_IN_ENGINES = ("openvino-fp32-two-pass", "openvino-bf16-two-pass")  # measured only when --engines names them
+TWO_PASS_IR = "model.openvino-two-pass.xml"
 REF = "onnxruntime-fp32"
 BATCHES = (1, 8, 16, 64)
 QUICK_BATCHES = (1, 4)
@@ -122,10 +129,10 @@ def open_engine(kind: str, work: Path) -> tuple[Any, Path]:
 
     if kind == "torch-eager-bf16":
         return TorchAutocastEncoder(work), work
-    if kind in ("openvino-fp32", "openvino-bf16"):
+    if kind.startswith(("openvino-fp32", "openvino-bf16")):
         from cheartflow_sdk.backends.openvino_backend import OpenVINOEncoder
 
-        path = work / contract.OPENVINO_FILENAME
+        path = work / (TWO_PASS_IR if kind.endswith("-two-pass") else contract.OPENVINO_FILENAME)
         return OpenVINOEncoder(path, device="cpu", precision=kind.split("-")[1]), path
     files = {"onnxruntime-fp32": (contract.ONNX_FILENAME, "onnxruntime"), "torch-eager-fp32": (None, "torch"),
              "torch-compiled-fp32": (contract.COMPILED_FILENAME, "torch-compiled"),
@@ -201,31 +208,33 @@ def prepare_engines(model_dir: Path, work: Path, wanted: list[str], args: argpar
         shutil.copy(model_dir / name, work / name)
     exports = {"onnxruntime-fp32": ("onnx", {}), "torch-compiled-fp32": ("torch-compiled", {"device": "cpu"}),
                "openvino-fp32": ("openvino", {}), "openvino-bf16": ("openvino", {}),
+               **{kind: ("openvino", {"out": work / TWO_PASS_IR, "groupnorm": "two-pass"}) for kind in OPT_IN_ENGINES},
                "onnxruntime-int8": ("onnx-int8", {"calibration": args.calibration, "calibration_count": args.calibration_count}),
                "openvino-int8": ("openvino-int8", {"calibration": args.calibration, "calibration_count": args.calibration_count})}
     facts: dict[str, dict[str, Any]] = {}
-    done: dict[str, Any] = {}
+    done: dict[tuple[str, str | None], Any] = {}
     for kind in wanted:
-        if kind == "openvino-bf16" and not has_native_bf16():
+        if kind.startswith("openvino-bf16") and not has_native_bf16():
             skipped[kind] = "this CPU has no native bf16 (AVX512-BF16 / AMX): OpenVINO would run fp32"
             continue
         if kind not in exports:
             facts[kind] = {}
             continue
         fmt, opts = exports[kind]
-        if fmt not in done:
+        key = fmt, opts.get("groupnorm")
+        if key not in done:
             t0 = time.perf_counter()
             try:
                 path, report = export_engine(work, fmt, **opts)
-                done[fmt] = {"file": path.name, "export_s": round(time.perf_counter() - t0, 1),
+                done[key] = {"file": path.name, "export_s": round(time.perf_counter() - t0, 1),
                              "export_gate_psnr_db": None if report is None else round(min(report.psnr_db, 999.0), 2)}
             except Exception as exc:  # noqa: BLE001 - a missing runtime or a failed gate is a result
-                done[fmt] = exc
+                done[key] = exc
                 log.warning("%s: export %s failed: %s", kind, fmt, exc)
-        if isinstance(done[fmt], Exception):
-            skipped[kind] = f"export --format {fmt} failed: {type(done[fmt]).__name__}: {done[fmt]}"
+        if isinstance(done[key], Exception):
+            skipped[kind] = f"export --format {fmt} failed: {type(done[key]).__name__}: {done[key]}"
         else:
-            facts[kind] = dict(done[fmt])
+            facts[kind] = dict(done[key])
     return facts
 
 
@@ -409,7 +418,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--calibration-count", type=int, default=64)
     p.add_argument("--val", help="packed val .npz (e.g. packed/val-128.npz) for the one-step SSIM vs fp32")
     p.add_argument("--val-count", type=int, help="val slices used (default: all; 4 with --quick)")
-    p.add_argument("--engines", default="", help=f"comma-separated subset of {','.join(ENGINES)}")
+    p.add_argument("--engines", default="", help=f"comma-separated subset of {','.join(ENGINES + OPT_IN_ENGINES)}")
     p.add_argument("--quick", action="store_true", help="smoke run: tiny sizes, few requests, no torch-compiled unless asked")
     p.add_argument("--results-dir", type=Path, default=results.RESULTS_DIR)
     p.add_argument("--work", type=Path, help="keep the exported engines here (default: a temporary folder)")
@@ -437,9 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     q = args.quick
     wanted = [e.strip() for e in args.engines.split(",") if e.strip()] or [
         e for e in ENGINES if not (q and e == "torch-compiled-fp32")]
-    unknown = [e for e in wanted if e not in ENGINES]
+    unknown = [e for e in wanted if e not in ENGINES + OPT_IN_ENGINES]
     if unknown:
-        raise SystemExit(f"--engines: unknown {unknown}; expected some of {ENGINES}")
+        raise SystemExit(f"--engines: unknown {unknown}; expected some of {ENGINES + OPT_IN_ENGINES}")
     model_dir = args.model or default_model_dir("edges")
     skipped: dict[str, str] = {}
     if q and not args.engines:
