@@ -7,7 +7,6 @@ subcommands; `options` holds what they share (the one `--set FIELD=VALUE` parser
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Sequence
 
 from ..errors import CheartflowError
