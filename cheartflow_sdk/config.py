@@ -174,13 +174,19 @@ def config_to_json(model: ModelConfig, train: TrainConfig | None = None, **extra
     return json.dumps(doc, indent=2, sort_keys=True)
 
 
-def read_config(path: str | Path) -> tuple[ModelConfig, TrainConfig | None, dict[str, Any]]:
-    """Read `config.json` (or the folder holding it): (model config, train config or None, the whole document)."""
+def config_file(path: str | Path, expected: str, written_by: str) -> Path:
+    """`path`, or the config.json in the folder `path`; an error naming what was `expected` when there is none."""
     path = Path(path)
     if path.is_dir():
         path = path / CONFIG_FILENAME
     if not path.is_file():
-        raise InvalidInputError(f"expected a model config file at {path} (written by `cheartflow train`)")
+        raise InvalidInputError(f"expected {expected} at {path} (written by {written_by})")
+    return path
+
+
+def read_config(path: str | Path) -> tuple[ModelConfig, TrainConfig | None, dict[str, Any]]:
+    """Read `config.json` (or the folder holding it): (model config, train config or None, the whole document)."""
+    path = config_file(path, "a model config file", "`cheartflow train`")
     try:
         doc = json.loads(path.read_text())
         model = model_config_from_dict(doc["model"])

@@ -162,6 +162,8 @@ def test_resumes_a_run_folder_of_the_earlier_layout(tmp_path):
     steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert sorted(set(steps)) == list(range(1, 7))
     assert read_config(run)[2]["steps_trained"] == 6
+    shards = sorted(f.name for f in (run / "train_state").glob("*.safetensors"))
+    assert shards and all("s00000006" in name for name in shards)  # the earlier layout's shards are replaced
     assert (run / "at-0min" / "model.safetensors").read_bytes() == kept  # a kept budget snapshot is not rewritten
     cont = Trainer(data["images"], data["sketches"], saved_cfg, train_cfg, tmp_path / "cont", device="cpu",
                    init_from=LEGACY_RUN / "run")  # --init-from an earlier run's model folder

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 
 from ..atomic import atomic_output, atomic_write_text
 from ..config import (
@@ -19,16 +20,16 @@ from ..config import (
     train_config_from_dict,
 )
 from ..errors import InvalidInputError
-from ..models import ConsistencyEncoder
 from ..models.files import MODEL_FILENAME, load_encoder, save_model
 
 __all__ = [  # the model-file names are re-exported: training code and older callers import them from here
-    "MAX_SHARD_BYTES", "MODEL_FILENAME", "STATE_DIRNAME", "check_resume_config", "flatten_optimizer_state",
+    "MAX_SHARD_BYTES", "MODEL_FILENAME", "STATE_DIRNAME", "STATE_FILENAME", "check_resume_config", "flatten_optimizer_state",
     "load_encoder", "load_sharded", "load_train_state", "save_model", "save_sharded", "save_train_state",
     "train_history", "unflatten_optimizer_state",
 ]
 
 STATE_DIRNAME = "train_state"
+STATE_FILENAME = "state.json"  # the manifest of a resumable state
 MAX_SHARD_BYTES = 15 * 2**20  # keep every file under 16 MiB (the GPU machine's file limit)
 
 
@@ -86,35 +87,57 @@ def load_sharded(folder: Path, names: list[str]) -> dict[str, torch.Tensor]:
     return out
 
 
-def save_train_state(out_dir: Path, step: int, encoder: ConsistencyEncoder, ema: ConsistencyEncoder,
-                     optimizer: torch.optim.Optimizer, extra: dict[str, Any]) -> None:
-    """Write everything needed to resume: online and EMA weights, optimizer moments, step and RNG state."""
+def save_train_state(out_dir: Path, step: int, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                     scalers: dict[str, torch.amp.GradScaler] | None = None, extra: dict[str, Any] | None = None) -> None:
+    """Write everything needed to resume: the named modules and optimizers (sharded, step-tagged), the enabled
+    loss scalers, the step and `extra`; the manifest comes last, then the shards of older states go."""
     folder = Path(out_dir) / STATE_DIRNAME
     folder.mkdir(parents=True, exist_ok=True)
-    opt_tensors, opt_scalars = flatten_optimizer_state(optimizer)
-    manifest = {
-        "step": step,
-        "online": save_sharded(dict(encoder.state_dict()), folder / "online"),
-        "ema": save_sharded(dict(ema.state_dict()), folder / "ema"),
-        "optimizer": save_sharded(opt_tensors, folder / "optimizer"),
-        "optimizer_scalars": opt_scalars,
-        **extra,
-    }
-    atomic_write_text(folder / "state.json", json.dumps(manifest))  # written last: marks the state complete
+    tag = f"s{step:08d}"
+    manifest: dict[str, Any] = {**(extra or {}), "step": step, "modules": {}, "optimizers": {}, "scalers": {}}
+    for name, module in modules.items():
+        manifest["modules"][name] = save_sharded(dict(module.state_dict()), folder / f"{name}-{tag}")
+    for name, opt in optimizers.items():
+        tensors, scalars = flatten_optimizer_state(opt)
+        manifest["optimizers"][name] = {"shards": save_sharded(tensors, folder / f"opt_{name}-{tag}"), "scalars": scalars}
+    for name, scaler in (scalers or {}).items():
+        manifest["scalers"][name] = scaler.state_dict() if scaler.is_enabled() else {}
+    atomic_write_text(folder / STATE_FILENAME, json.dumps(manifest))  # written last: marks the state complete
+    keep = {n for names in manifest["modules"].values() for n in names}
+    keep |= {n for o in manifest["optimizers"].values() for n in o["shards"]}
+    for path in folder.glob("*.safetensors"):  # shards of older states
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
 
 
-def load_train_state(out_dir: Path, encoder: ConsistencyEncoder, ema: ConsistencyEncoder,
-                     optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
-    """Restore a state written by save_train_state; None when out_dir holds none."""
+def load_train_state(out_dir: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+                     scalers: dict[str, torch.amp.GradScaler] | None = None) -> dict[str, Any] | None:
+    """Restore a state written by save_train_state (or by the consistency trainer before it); None when out_dir holds none."""
     folder = Path(out_dir) / STATE_DIRNAME
-    manifest_path = folder / "state.json"
+    manifest_path = folder / STATE_FILENAME
     if not manifest_path.is_file():
         return None
-    manifest = json.loads(manifest_path.read_text())
-    encoder.load_state_dict(load_sharded(folder, manifest["online"]))
-    ema.load_state_dict(load_sharded(folder, manifest["ema"]))
-    optimizer.load_state_dict(unflatten_optimizer_state(load_sharded(folder, manifest["optimizer"]), manifest["optimizer_scalars"]))
+    manifest = _shared_layout(json.loads(manifest_path.read_text()))
+    for name, module in modules.items():
+        module.load_state_dict(load_sharded(folder, manifest["modules"][name]))
+    for name, opt in optimizers.items():
+        entry = manifest["optimizers"][name]
+        opt.load_state_dict(unflatten_optimizer_state(load_sharded(folder, entry["shards"]), entry["scalars"]))
+    for name, scaler in (scalers or {}).items():
+        if manifest["scalers"].get(name) and scaler.is_enabled():
+            scaler.load_state_dict(manifest["scalers"][name])
     return manifest
+
+
+def _shared_layout(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest of the consistency trainer's earlier flat layout ("online", "ema", "optimizer" shard lists) in the shared one."""
+    if "modules" in manifest:
+        return manifest
+    flat = {"online", "ema", "optimizer", "optimizer_scalars"}
+    return {**{k: v for k, v in manifest.items() if k not in flat},
+            "modules": {"online": manifest["online"], "ema": manifest["ema"]},
+            "optimizers": {"online": {"shards": manifest["optimizer"], "scalars": manifest["optimizer_scalars"]}},
+            "scalers": {}}
 
 
 def train_history(out_dir: str | Path, step: int, train_cfg: TrainConfig) -> list[dict[str, Any]]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import datetime
 import logging
 import math
 import time
@@ -16,14 +15,13 @@ import numpy as np
 import torch
 
 from .. import bridge
-from .._version import __version__
-from ..cpu_features import has_native_bf16, usable_cores
+from ..cpu_features import usable_cores
 from ..config import ModelConfig, TrainConfig, read_config, train_config_from_dict
 from ..errors import InvalidInputError
 from ..models import ConsistencyEncoder, build_encoder
-from ..torch_device import resolve_device
 from . import checkpoint, discretization, losses
-from .loop import append_metrics, device_label, run_steps, truncate_metrics
+from .base import TrainerBase, amp_dtype, autocast, check_image_pairs, ema_update, optimizer_step
+from .loop import append_metrics, device_label, truncate_metrics
 from .selection import BestCheckpoint, ValidationSet, score_one_step, val_logged
 
 log = logging.getLogger(__name__)
@@ -44,17 +42,6 @@ class StepResult:
     train_minutes: float = 0.0  # wall-clock minutes of training so far, over every resumed chunk
 
 
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `amp` on `device`: "auto" is bf16 on CUDA and on CPUs with native bf16, else none.
-
-    fp16 autocast is CUDA-only; on a CPU without native bf16, bf16 is emulated and slower than fp32."""
-    if amp == "off" or (amp == "fp16" and device.type != "cuda"):
-        return None
-    if amp == "auto" and device.type == "cpu" and not has_native_bf16():
-        return None
-    return torch.float16 if amp == "fp16" else torch.bfloat16
-
-
 def data_scales(model_cfg: ModelConfig, images: np.ndarray, sketches: np.ndarray) -> ModelConfig:
     """The model config with sigma_x0/sigma_x1 set to the stds of the images and of the sketches in [-1, 1]."""
     sigma_x0 = round(float(np.std(images, dtype=np.float64)), 4)
@@ -62,18 +49,7 @@ def data_scales(model_cfg: ModelConfig, images: np.ndarray, sketches: np.ndarray
     return dataclasses.replace(model_cfg, sigma_x0=max(sigma_x0, 1e-3), sigma_x1=max(sigma_x1, 1e-3))
 
 
-def _check_training_data(images: np.ndarray, sketches: np.ndarray, model_cfg: ModelConfig) -> None:
-    r = model_cfg.resolution
-    for name, arr in (("images", images), ("sketches", sketches)):
-        if arr.ndim != 4 or arr.shape[1:] != (1, r, r):
-            raise InvalidInputError(f"training {name}: expected [N, 1, {r}, {r}] (model resolution {r}), got {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise InvalidInputError(f"training {name} contain NaN or inf")
-    if len(images) != len(sketches) or len(images) == 0:
-        raise InvalidInputError(f"need as many sketches as images (>0), got {len(images)} images and {len(sketches)} sketches")
-
-
-class Trainer:
+class Trainer(TrainerBase):
     """Owns the encoder, its EMA, the optimizer and the run folder; resumes from the folder when it holds a state.
 
     With validation data, every checkpoint's EMA encoder is scored on it (one-step SSIM/PSNR, logged to
@@ -88,17 +64,15 @@ class Trainer:
         init_from: a model folder (written by `cheartflow train`) to continue from when out_dir holds no
         resumable state: its weights start the online and EMA encoders, and its steps and training minutes
         carry on (the optimizer's moments start afresh, with a new learning-rate warm-up)."""
-        _check_training_data(images, sketches, model_cfg)
+        check_image_pairs(images, sketches, model_cfg.resolution, "model")
         if val is not None:
-            _check_training_data(*val, model_cfg)
+            check_image_pairs(*val, model_cfg.resolution, "model")
+        super().__init__(train_cfg, out_dir, device)
         self.model_cfg, self.cfg = model_cfg, train_cfg
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.device = resolve_device(device)
         if self.device.type == "cpu":
             torch.set_num_threads(train_cfg.threads or usable_cores())
-        self.x0 = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
-        self.x1 = torch.from_numpy(np.ascontiguousarray(sketches, dtype=np.float32) * 2 - 1).to(self.device)
+        self.x0 = self.on_device(images)
+        self.x1 = self.on_device(np.asarray(sketches, dtype=np.float32) * 2 - 1)
         torch.manual_seed(train_cfg.seed)
         self.encoder = build_encoder(model_cfg).to(self.device).train()
         if train_cfg.channels_last:
@@ -109,8 +83,9 @@ class Trainer:
         self.amp_dtype = amp_dtype(train_cfg.amp, self.device)
         log.info("training on %s with %d threads, autocast %s", device_label(self.device), torch.get_num_threads(),
                  self.amp_dtype or "off")
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        self.step_count = 0
+        self.scaler = self.make_scaler(self.amp_dtype)
+        self.modules = {"online": self.encoder, "ema": self.ema}
+        self.optimizers, self.scalers = {"online": self.optimizer}, {"online": self.scaler}
         self.train_seconds = 0.0  # wall-clock of training (steps, checkpoints, validation) over all chunks
         self._clock = time.monotonic()
         self.selection: BestCheckpoint | None = None
@@ -122,15 +97,12 @@ class Trainer:
         state = None
         if resume:
             checkpoint.check_resume_config(self.out_dir, model_cfg)
-            state = checkpoint.load_train_state(self.out_dir, self.encoder, self.ema, self.optimizer)
+            state = self.resume()
             if state is not None:
-                self.step_count = int(state["step"])
                 self.train_seconds = float(state.get("train_seconds", 0.0))
                 self._initialized_from = state.get("initialized_from")
                 self._warmup_from = self._initialized_from["step"] if self._initialized_from else 0
-                truncate_metrics(self.out_dir, self.step_count)
                 self._validated_step = self.step_count if val_logged(self.out_dir, self.step_count) else -1
-                log.info("resumed %s at step %d", self.out_dir, self.step_count)
         history_dir = self.out_dir
         if init_from is not None and state is None:
             self._init_from_model(Path(init_from))
@@ -152,10 +124,6 @@ class Trainer:
         truncate_metrics(self.out_dir, self.step_count)
         log.info("initialized %s from %s (step %d, %.1f training minutes; fresh optimizer state)", self.out_dir,
                  model_dir, self.step_count, self.train_seconds / 60)
-
-    def _generator(self) -> torch.Generator:
-        # A generator per step keeps batches and noise identical whether or not the run was resumed.
-        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step_count)
 
     def ema_decay(self) -> float:
         """This step's EMA decay: ``ema_decay``, lowered early in training by ``ema_warmup``."""
@@ -193,7 +161,7 @@ class Trainer:
         eps = torch.randn(x0.shape, generator=gen).to(self.device)
         x_t1 = bridge.bridge_sample(x0, x1, t1, self.model_cfg.sigma, eps)
         x_t2 = bridge.bridge_sample(x0, x1, t2, self.model_cfg.sigma, eps)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None):
+        with autocast(self.device, self.amp_dtype):
             pred = self.encoder(x_t2, t2)
             if bool((t1 == 0).all()):
                 target = x0  # E(x_0, 0) = x0 exactly (the boundary condition): the pure-regression stage
@@ -208,7 +176,7 @@ class Trainer:
 
     def step(self) -> StepResult:
         """One optimizer step: loss, backward, clip, AdamW, EMA update."""
-        gen = self._generator()
+        gen = self.step_generator()
         idx = torch.randint(0, len(self.x0), (self.cfg.batch_size,), generator=gen).to(self.device)
         x0, x1 = self.x0[idx], self.x1[idx]
         if self.cfg.augment_flip:
@@ -218,15 +186,8 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         loss, n, stage = self.loss(x0, x1, gen)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.encoder.parameters(), max_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.encoder.parameters()), 1.0 - self.ema_decay())
+        grad_norm = optimizer_step(self.optimizer, self.scaler, loss, clip=self.encoder, grad_clip=self.cfg.grad_clip)
+        ema_update(self.ema, self.encoder, self.ema_decay())
         self.step_count += 1
         return StepResult(self.step_count, float(loss.item()), float(grad_norm.item()), n, lr, stage)
 
@@ -236,24 +197,24 @@ class Trainer:
             self.validate()  # a resumed state that was never scored on val is a candidate too
 
         self._clock = time.monotonic()
-        last = {"seconds": self.train_seconds, "step": self.step_count}
+        self._last_log = (self.train_seconds, self.step_count)
+        return super().run(until_step, time_limit_s, progress)
 
-        def on_log(res: StepResult) -> dict[str, str]:
-            self._account_time()
-            per_step = (self.train_seconds - last["seconds"]) / max(1, res.step - last["step"])
-            last.update(seconds=self.train_seconds, step=res.step)
-            res = dataclasses.replace(res, sec_per_step=round(per_step, 4), train_minutes=round(self.train_seconds / 60, 3),
-                                      images_per_sec=round(self.cfg.batch_size / max(per_step, 1e-9), 2))
-            append_metrics(self.out_dir, res)
-            self._keep_budget_snapshots()
-            schedule = {"stage": str(res.stage)} if self.cfg.pair_schedule == "gap" else {"N": str(res.intervals)}
-            return {"loss": f"{res.loss:.4f}", **schedule, "s/step": f"{per_step:.2f}"}
+    def annotate(self, res: StepResult) -> StepResult:
+        """The step result with the seconds per step and images per second since the last log line, and the minutes so far."""
+        self._account_time()
+        seconds, step = self._last_log
+        per_step = (self.train_seconds - seconds) / max(1, res.step - step)
+        self._last_log = (self.train_seconds, res.step)
+        return dataclasses.replace(res, sec_per_step=round(per_step, 4), train_minutes=round(self.train_seconds / 60, 3),
+                                   images_per_sec=round(self.cfg.batch_size / max(per_step, 1e-9), 2))
 
-        results = run_steps(self.step, done=self.step_count, until=min(until_step or self.cfg.steps, self.cfg.steps),
-                            log_every=self.cfg.log_every, checkpoint_every=self.cfg.checkpoint_every, on_log=on_log,
-                            checkpoint=self.save, time_limit_s=time_limit_s, progress=progress)
-        self.save()
-        return results
+    def after_log(self, res: StepResult) -> None:
+        self._keep_budget_snapshots()
+
+    def postfix(self, res: StepResult) -> dict[str, str]:
+        schedule = {"stage": str(res.stage)} if self.cfg.pair_schedule == "gap" else {"N": str(res.intervals)}
+        return {"loss": f"{res.loss:.4f}", **schedule, "s/step": f"{res.sec_per_step:.2f}"}
 
     def _account_time(self) -> None:
         now = time.monotonic()
@@ -275,8 +236,7 @@ class Trainer:
     def save(self) -> Path:
         """Write the resumable state and the EMA model (fp16 safetensors + config.json); validate if there is val data."""
         self._account_time()
-        checkpoint.save_train_state(self.out_dir, self.step_count, self.encoder, self.ema, self.optimizer,
-                                    {"train_seconds": self.train_seconds, "initialized_from": self._initialized_from})
+        self.save_state(train_seconds=self.train_seconds, initialized_from=self._initialized_from)
         path = checkpoint.save_model(self.ema, self.out_dir, **self._provenance())
         if self.selection is not None and self._validated_step != self.step_count:
             self.validate()
@@ -298,10 +258,8 @@ class Trainer:
         extra: dict[str, Any] = {"train_history": segments} if len(segments) > 1 else {}
         if self._initialized_from is not None:
             extra["initialized_from"] = self._initialized_from
-        return dict(train_cfg=train_config_from_dict(segments[-1]["train"]), steps_trained=self.step_count,
-                    train_minutes=round(self.train_seconds / 60, 2),
-                    sdk_version=__version__, device=device_label(self.device), torch_version=torch.__version__,
-                    saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), **extra)
+        return dict(train_cfg=train_config_from_dict(segments[-1]["train"]), train_minutes=round(self.train_seconds / 60, 2),
+                    **self.provenance(), **extra)
 
 
 def train(images: np.ndarray, sketches: np.ndarray, model_cfg: ModelConfig, train_cfg: TrainConfig,

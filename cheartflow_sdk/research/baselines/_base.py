@@ -1,17 +1,15 @@
-"""The loop shared by the baselines: data on the device, per-step seeding, resumable sharded state, metrics.
+"""What the baselines add to the shared trainer base (training/base.py): a kind, per-step seeding of the
+global RNG, a resume check against the saved config, and model.safetensors + config.json of the kind.
 
-A baseline trainer subclass owns its networks and optimizers and implements `train_step`; this base
-class runs the shared step loop (training/loop.py) under a time limit, logs metrics.jsonl, and writes
-(atomically, every file under 16 MiB) the resumable state in `train_state/` and the inference weights
-in `model.safetensors`.
+A baseline trainer subclass owns its networks and optimizers and implements `train_step`; the base
+runs the shared step loop under a time limit, logs metrics.jsonl, and writes (atomically, every file
+under 16 MiB) the resumable state in `train_state/` and the inference weights in `model.safetensors`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -19,33 +17,22 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..._version import __version__
 from ...atomic import atomic_write_text
-from ...config import CONFIG_FILENAME
+from ...config import CONFIG_FILENAME, config_file
 from ...errors import InvalidInputError
-from ...training.checkpoint import (
-    flatten_optimizer_state,
-    load_sharded,
-    save_sharded,
-    unflatten_optimizer_state,
-)
-from ...torch_device import resolve_device
-from ...training.loop import append_metrics, device_label, run_steps, truncate_metrics
+from ...training.base import TrainerBase, amp_dtype, autocast, check_image_pairs, step_seed
+from ...training.checkpoint import STATE_DIRNAME
+from ...training.loop import truncate_metrics
 from ...weights_file import load_weights, save_weights
 
-log = logging.getLogger(__name__)
+__all__ = [
+    "CONFIG_FILENAME", "MODEL_FILENAME", "RESUMABLE_CHANGES", "STATE_DIRNAME", "BaselineTrainer", "check_common_config",
+    "count_parameters", "load_inference_weights", "read_run_config", "save_inference_weights",
+]
 
 MODEL_FILENAME = "model.safetensors"
-STATE_DIRNAME = "train_state"
 # Fields that may change when a run is resumed (everything else must equal the saved config).
 RESUMABLE_CHANGES = frozenset({"steps", "log_every", "checkpoint_every"})
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for a config's `amp` field: None (fp32) on CPU or when off; bf16 for 'auto'."""
-    if device.type != "cuda" or amp == "off":
-        return None
-    return torch.float16 if amp == "fp16" else torch.bfloat16
 
 
 def check_common_config(cfg: Any) -> None:
@@ -65,28 +52,9 @@ def check_common_config(cfg: Any) -> None:
         raise InvalidInputError(f"betas must be two Adam betas, got {cfg.betas}")
 
 
-def check_training_data(images: np.ndarray, sketches: np.ndarray, resolution: int) -> None:
-    """images float [N,1,R,R] in [-1,1] and sketches float [N,1,R,R] in [0,1], finite, as many of each."""
-    r = resolution
-    for name, arr, lo, hi in (("images", images, -1.0, 1.0), ("sketches", sketches, 0.0, 1.0)):
-        if not isinstance(arr, np.ndarray) or arr.ndim != 4 or arr.shape[1:] != (1, r, r):
-            got = arr.shape if isinstance(arr, np.ndarray) else type(arr).__name__
-            raise InvalidInputError(f"training {name}: expected a float array [N, 1, {r}, {r}] (config resolution {r}), got {got}")
-        if not np.isfinite(arr).all():
-            raise InvalidInputError(f"training {name} contain NaN or inf")
-        if arr.size and (arr.min() < lo - 1e-4 or arr.max() > hi + 1e-4):
-            raise InvalidInputError(f"training {name}: expected values in [{lo:g}, {hi:g}], got [{arr.min():.3g}, {arr.max():.3g}]")
-    if len(images) != len(sketches) or len(images) == 0:
-        raise InvalidInputError(f"need as many sketches as images (>0), got {len(images)} images and {len(sketches)} sketches")
-
-
 def read_run_config(run_dir: str | Path) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """(kind, config fields, whole document) of a baseline run's config.json."""
-    path = Path(run_dir)
-    if path.is_dir():
-        path = path / CONFIG_FILENAME
-    if not path.is_file():
-        raise InvalidInputError(f"expected a baseline config at {path} (written by train_baseline / `cheartflow train-baseline`)")
+    path = config_file(run_dir, "a baseline config", "train_baseline / `cheartflow train-baseline`")
     try:
         doc = json.loads(path.read_text())
         kind, values = doc["kind"], dict(doc["config"])
@@ -109,13 +77,14 @@ def load_inference_weights(module: nn.Module, path: Path) -> None:
 
 # --- the trainer ---------------------------------------------------------------------------------
 
-class BaselineTrainer:
-    """Base of the baseline trainers: owns the data, the run folder, the loop and the resumable state.
+class BaselineTrainer(TrainerBase):
+    """Base of the baseline trainers: owns the data, the run folder and the resumable state.
 
-    Subclasses set `kind` and `StepResult`, build their networks and optimizers in `build()`, and
-    implement `train_step(x0, cond) -> StepResult` (x0 images in [-1,1], cond sketches mapped to [-1,1]).
-    Everything random in a step comes from the global torch RNG reseeded per step inside fork_rng, so a
-    resumed run repeats the same batches, noise and dropout masks (same device) without leaking RNG state.
+    Subclasses set `kind` and `StepResult`, build their networks and optimizers (into `modules`,
+    `optimizers`, `scalers`) in `build()`, and implement `train_step(x0, cond) -> StepResult` (x0 images
+    in [-1,1], cond sketches mapped to [-1,1]). Everything random in a step comes from the global torch
+    RNG reseeded per step inside `seeded_rng`, so a resumed run repeats the same batches, noise and
+    dropout masks (same device) without leaking RNG state.
     """
 
     kind: str = ""
@@ -123,26 +92,20 @@ class BaselineTrainer:
 
     def __init__(self, images: np.ndarray, sketches: np.ndarray, cfg: Any, out_dir: str | Path,
                  device: str | torch.device = "auto", resume: bool = True):
-        check_training_data(images, sketches, cfg.resolution)
+        check_image_pairs(images, sketches, cfg.resolution, "config", strict=True)
+        super().__init__(cfg, out_dir, device)
         self.cfg = cfg
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.device = resolve_device(device)
+        self.desc = f"train {self.kind}"
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest convolutions
-        self.x0 = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(self.device)
-        self.cond = torch.from_numpy(np.ascontiguousarray(sketches, dtype=np.float32) * 2 - 1).to(self.device)
-        self.amp_dtype = amp_dtype(cfg.amp, self.device)
-        with torch.random.fork_rng(devices=self._rng_devices()):
-            torch.manual_seed(cfg.seed)
-            self.modules: dict[str, nn.Module] = {}
-            self.optimizers: dict[str, torch.optim.Optimizer] = {}
-            self.scalers: dict[str, torch.amp.GradScaler] = {}
+        self.x0 = self.on_device(images)
+        self.cond = self.on_device(np.asarray(sketches, dtype=np.float32) * 2 - 1)
+        self.amp_dtype = amp_dtype(cfg.amp, self.device, on_cpu=False)
+        with self.seeded_rng(cfg.seed):
             self.build()
-        self.step_count = 0
         if resume:
             self._check_resume_config()
-            self._load_state()
+            self.resume()
         else:
             truncate_metrics(self.out_dir, 0)  # a fresh run in this folder: drop an earlier run's metrics
 
@@ -159,16 +122,9 @@ class BaselineTrainer:
         """One optimizer update on a batch; returns self.StepResult with step = self.step_count + 1."""
         raise NotImplementedError
 
-    # the loop ---------------------------------------------------------------------------------
-    def make_scaler(self) -> torch.amp.GradScaler:
-        """A loss scaler, enabled only for fp16 autocast."""
-        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-
-    def _rng_devices(self) -> list[int]:
-        return [self.device.index or 0] if self.device.type == "cuda" else []
-
+    # the step ---------------------------------------------------------------------------------
     def autocast(self) -> Any:
-        return torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None)
+        return autocast(self.device, self.amp_dtype)
 
     def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(0, len(self.x0), (self.cfg.batch_size,), device=self.device)
@@ -180,63 +136,22 @@ class BaselineTrainer:
 
     def step(self) -> Any:
         """One training step, seeded by (seed, step) so that resuming repeats it exactly."""
-        with torch.random.fork_rng(devices=self._rng_devices()):
-            torch.manual_seed(self.cfg.seed * 1_000_003 + self.step_count + 1)
+        with self.seeded_rng(step_seed(self.cfg.seed, self.step_count + 1)):
             x0, cond = self._batch()
             res = self.train_step(x0, cond)
         self.step_count += 1
         return res
 
-    def run(self, until_step: int | None = None, time_limit_s: float | None = None, progress: bool = True) -> list[Any]:
-        """Train until `until_step` (default: cfg.steps) or the time limit; checkpoints on the way and at the end."""
-
-        def on_log(res: Any) -> dict[str, str]:
-            append_metrics(self.out_dir, res)
-            return self.postfix(res)
-
-        results = run_steps(self.step, done=self.step_count, until=min(until_step or self.cfg.steps, self.cfg.steps),
-                            log_every=self.cfg.log_every, checkpoint_every=self.cfg.checkpoint_every, on_log=on_log,
-                            checkpoint=self.save, time_limit_s=time_limit_s, progress=progress, desc=f"train {self.kind}")
-        self.save()
-        return results
-
-    def postfix(self, res: Any) -> dict[str, str]:
-        return {"loss": f"{res.loss:.4f}"}
-
     # state ------------------------------------------------------------------------------------
     def save(self) -> Path:
         """Write the resumable state (sharded, step-tagged, manifest last) and model.safetensors + config.json."""
-        folder = self.out_dir / STATE_DIRNAME
-        folder.mkdir(parents=True, exist_ok=True)
-        tag = f"s{self.step_count:08d}"
-        manifest: dict[str, Any] = {"kind": self.kind, "step": self.step_count, "modules": {}, "optimizers": {}, "scalers": {}}
-        for name, module in self.modules.items():
-            manifest["modules"][name] = save_sharded(dict(module.state_dict()), folder / f"{name}-{tag}")
-        for name, opt in self.optimizers.items():
-            tensors, scalars = flatten_optimizer_state(opt)
-            manifest["optimizers"][name] = {"shards": save_sharded(tensors, folder / f"opt_{name}-{tag}"), "scalars": scalars}
-        for name, scaler in self.scalers.items():
-            manifest["scalers"][name] = scaler.state_dict() if scaler.is_enabled() else {}
-        atomic_write_text(folder / "state.json", json.dumps(manifest))  # written last: marks the state complete
-        keep = {n for names in manifest["modules"].values() for n in names}
-        keep |= {n for o in manifest["optimizers"].values() for n in o["shards"]}
-        for path in folder.glob("*.safetensors"):  # shards of older checkpoints
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
+        self.save_state(kind=self.kind)
         save_inference_weights(self.inference_module(), self.out_dir / MODEL_FILENAME)
         atomic_write_text(self.out_dir / CONFIG_FILENAME, self.config_json())
         return self.out_dir / MODEL_FILENAME
 
     def config_json(self) -> str:
-        doc = {
-            "kind": self.kind,
-            "config": dataclasses.asdict(self.cfg),
-            "steps_trained": self.step_count,
-            "sdk_version": __version__,
-            "saved_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "device": device_label(self.device),
-            "torch_version": torch.__version__,
-        }
+        doc = {"kind": self.kind, "config": dataclasses.asdict(self.cfg), **self.provenance()}
         return json.dumps(doc, indent=2, sort_keys=True)
 
     def _check_resume_config(self) -> None:
@@ -252,24 +167,6 @@ class BaselineTrainer:
                 f"{self.out_dir} holds a run with a different config ({', '.join(f'{k}: saved {saved.get(k)!r}, now {mine.get(k)!r}' for k in diff)}); "
                 f"use another output folder or the same config (only {sorted(RESUMABLE_CHANGES)} may change on resume)"
             )
-
-    def _load_state(self) -> None:
-        folder = self.out_dir / STATE_DIRNAME
-        path = folder / "state.json"
-        if not path.is_file():
-            return
-        manifest = json.loads(path.read_text())
-        for name, module in self.modules.items():
-            module.load_state_dict(load_sharded(folder, manifest["modules"][name]))
-        for name, opt in self.optimizers.items():
-            entry = manifest["optimizers"][name]
-            opt.load_state_dict(unflatten_optimizer_state(load_sharded(folder, entry["shards"]), entry["scalars"]))
-        for name, scaler in self.scalers.items():
-            if manifest["scalers"].get(name) and scaler.is_enabled():
-                scaler.load_state_dict(manifest["scalers"][name])
-        self.step_count = int(manifest["step"])
-        truncate_metrics(self.out_dir, self.step_count)
-        log.info("resumed %s run in %s at step %d", self.kind, self.out_dir, self.step_count)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -12,12 +12,12 @@ import torch
 from ...config import config_from_dict
 from ...errors import InvalidInputError, ModelMismatchError
 from ...torch_device import resolve_device
+from ...training.base import amp_dtype, autocast
 from ...validation import as_sketch_batch, check_seed
 from . import iddpm, pix2pix
 from ._base import (
     MODEL_FILENAME,
     BaselineTrainer,
-    amp_dtype,
     load_inference_weights,
     read_run_config,
 )
@@ -102,7 +102,7 @@ class BaselineSynthesizer:
         for start in range(0, len(x), batch_size):
             part = torch.from_numpy(x[start:start + batch_size]).to(self.device)
             if self.kind == "pix2pix":
-                with torch.autocast(self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None):
+                with autocast(self.device, self.amp):
                     y = pix2pix.generate(self.net, part)
             else:
                 y = iddpm.sample(self.net, self.config, part, steps, gen, amp=self.amp, progress=progress)
@@ -135,7 +135,7 @@ def load_baseline(run_dir: str | Path, device: str = "auto", amp: str = "auto") 
     net: torch.nn.Module = pix2pix.UNetGenerator(cfg) if kind == "pix2pix" else iddpm.ConcatUNet(cfg)
     load_inference_weights(net, run_dir / MODEL_FILENAME)
     net = net.to(dev).eval().requires_grad_(False)
-    return BaselineSynthesizer(kind, cfg, net, dev, run_dir, amp_dtype(amp, dev))
+    return BaselineSynthesizer(kind, cfg, net, dev, run_dir, amp_dtype(amp, dev, on_cpu=False))
 
 
 def config_fields(kind: str) -> list[str]:

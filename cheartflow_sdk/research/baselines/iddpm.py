@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from ...config import ModelConfig
 from ...errors import InvalidInputError
 from ...models.unet import TimeConditionedUNet
+from ...training.base import autocast, ema_update, optimizer_step
 from ._base import BaselineTrainer, check_common_config
 
 
@@ -305,7 +306,7 @@ class IDDPMTrainer(BaselineTrainer):
         self.modules = {"net": self.net, "ema": self.ema}
         self.optimizers = {"net": torch.optim.AdamW(self.net.parameters(), lr=cfg.lr, betas=cfg.betas,
                                                     weight_decay=cfg.weight_decay)}
-        self.scalers = {"net": self.make_scaler()}
+        self.scalers = {"net": self.make_scaler(self.amp_dtype)}
 
     def inference_module(self) -> nn.Module:
         return self.ema
@@ -319,16 +320,8 @@ class IDDPMTrainer(BaselineTrainer):
             out = self.net(x_t, cond, self.diffusion.model_time(t))
         terms = self.diffusion.training_losses(out, x0, x_t, t, noise, cfg.vlb_weight)
         loss = terms["loss"].mean()
-        opt, scaler = self.optimizers["net"], self.scalers["net"]
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(opt)
-        max_norm = cfg.grad_clip if cfg.grad_clip > 0 else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), max_norm)
-        scaler.step(opt)
-        scaler.update()
-        with torch.no_grad():
-            torch._foreach_lerp_(list(self.ema.parameters()), list(self.net.parameters()), 1.0 - cfg.ema_decay)
+        grad_norm = optimizer_step(self.optimizers["net"], self.scalers["net"], loss, clip=self.net, grad_clip=cfg.grad_clip)
+        ema_update(self.ema, self.net, cfg.ema_decay)
         with torch.no_grad():
             stats = torch.stack([loss, terms["mse"].mean(), terms["vb"].mean(), grad_norm.float()]).tolist()  # one sync
         return IDDPMStep(step=self.step_count + 1, loss=stats[0], mse=stats[1], vb=stats[2], grad_norm=stats[3], lr=cfg.lr)
@@ -367,7 +360,7 @@ def sample(net: ConcatUNet, cfg: IDDPMConfig, sketches: torch.Tensor, steps: int
     shape, device = sketches.shape, sketches.device
 
     def model(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        with autocast(device, amp):
             return net(x, cond, t)
 
     x_T = torch.randn(shape, generator=generator, device=device)

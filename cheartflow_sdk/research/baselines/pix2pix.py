@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...errors import InvalidInputError
+from ...training.base import optimizer_step
 from ._base import BaselineTrainer, check_common_config
 
 
@@ -193,7 +194,7 @@ class Pix2PixTrainer(BaselineTrainer):
         self.modules = {"G": self.G, "D": self.D}
         self.optimizers = {"G": torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=cfg.betas),
                            "D": torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=cfg.betas)}
-        self.scalers = {"G": self.make_scaler(), "D": self.make_scaler()}
+        self.scalers = {"G": self.make_scaler(self.amp_dtype), "D": self.make_scaler(self.amp_dtype)}
 
     def inference_module(self) -> nn.Module:
         return self.G
@@ -204,13 +205,6 @@ class Pix2PixTrainer(BaselineTrainer):
         if decay <= 0:
             return self.cfg.lr
         return self.cfg.lr * min(1.0, (self.cfg.steps - step) / decay)
-
-    def _update(self, name: str, loss: torch.Tensor) -> None:
-        opt, scaler = self.optimizers[name], self.scalers[name]
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
 
     def train_step(self, x0: torch.Tensor, cond: torch.Tensor) -> Pix2PixStep:
         cfg = self.cfg
@@ -226,7 +220,7 @@ class Pix2PixTrainer(BaselineTrainer):
             pred_real = self.D(cond, x0)
             pred_fake = self.D(cond, fake.detach())
         d_loss = 0.5 * (gan_loss(pred_real, True, cfg.gan_mode) + gan_loss(pred_fake, False, cfg.gan_mode))
-        self._update("D", d_loss)
+        optimizer_step(self.optimizers["D"], self.scalers["D"], d_loss)
         # G: fool D, stay close to the image in L1
         self.D.requires_grad_(False)
         with self.autocast():
@@ -234,7 +228,7 @@ class Pix2PixTrainer(BaselineTrainer):
         g_gan = gan_loss(pred, True, cfg.gan_mode)
         l1 = (fake.float() - x0).abs().mean()
         g_loss = g_gan + cfg.lambda_l1 * l1
-        self._update("G", g_loss)
+        optimizer_step(self.optimizers["G"], self.scalers["G"], g_loss)
         self.D.requires_grad_(True)
         with torch.no_grad():
             prob = torch.sigmoid if cfg.gan_mode == "vanilla" else (lambda z: z)

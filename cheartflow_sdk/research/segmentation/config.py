@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ...config import config_from_dict
+from ...config import config_file, config_from_dict
 from ...errors import InvalidInputError
 
 CONFIG_FILENAME = "config.json"
@@ -78,11 +78,7 @@ def config_json(cfg: SegmenterConfig, train: SegTrainConfig | None = None, **ext
 
 def read_segmenter_config(path: str | Path) -> tuple[SegmenterConfig, dict[str, Any]]:
     """Read config.json (or the folder holding it): (segmenter config, the whole document)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CONFIG_FILENAME
-    if not path.is_file():
-        raise InvalidInputError(f"expected a segmenter config file at {path} (written by train_segmenter / `cheartflow train-seg`)")
+    path = config_file(path, "a segmenter config file", "train_segmenter / `cheartflow train-seg`")
     try:
         doc = json.loads(path.read_text())
         cfg = config_from_dict(SegmenterConfig, doc[CONFIG_KEY])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 import logging
 import math
 import os
@@ -13,12 +12,12 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..._version import __version__
 from ...errors import InvalidInputError
-from ...training.loop import METRICS_FILENAME, append_metrics, device_label, run_steps
+from ...training.base import TrainerBase, check_training_arrays, optimizer_step
+from ...training.loop import truncate_metrics
 from .config import SegmenterConfig, SegTrainConfig
 from .dice import mean_foreground_dice
-from .model import Segmenter, SegUNet, resolve_device, save_segmenter
+from .model import Segmenter, SegUNet, save_segmenter
 
 log = logging.getLogger(__name__)
 
@@ -45,21 +44,17 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
     return 1.0 - dice[1:].mean()
 
 
-def _check_data(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig, name: str) -> None:
+def _check_data(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig, what: str) -> None:
     r = cfg.resolution
-    if images.ndim != 4 or images.shape[1:] != (1, r, r) or labels.shape != (len(images), r, r) or len(images) == 0:
-        raise InvalidInputError(
-            f"{name}: expected images [N, 1, {r}, {r}] and labels [N, {r}, {r}] with N > 0 (segmenter resolution {r}), "
-            f"got {images.shape} and {labels.shape}"
-        )
-    if not np.all(np.isfinite(images)):
-        raise InvalidInputError(f"{name}: images contain NaN or infinite values")
+    check_training_arrays({"images": (images, (1, r, r)), "labels": (labels, (r, r))}, "segmenter", what=what)
     if labels.min() < 0 or labels.max() >= cfg.num_classes:
-        raise InvalidInputError(f"{name}: labels must lie in 0..{cfg.num_classes - 1}, got {labels.min()}..{labels.max()}")
+        raise InvalidInputError(f"{what}: labels must lie in 0..{cfg.num_classes - 1}, got {labels.min()}..{labels.max()}")
 
 
-class SegTrainer:
-    """Owns the network, the optimizer and (optionally) the output folder."""
+class SegTrainer(TrainerBase):
+    """Owns the network, the optimizer and (optionally) the output folder; not resumable."""
+
+    desc = "train-seg"
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig | None = None,
                  train_cfg: SegTrainConfig | None = None, out_dir: str | os.PathLike | None = None,
@@ -73,16 +68,15 @@ class SegTrainer:
         _check_data(images, labels, cfg, "segmenter training data")
         if val is not None:
             _check_data(np.asarray(val[0], dtype=np.float32), np.asarray(val[1]), cfg, "segmenter validation data")
-        self.cfg, self.train_cfg = cfg, train_cfg
-        self.out_dir = Path(out_dir) if out_dir is not None else None
-        self.device = resolve_device(device)
-        self.x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        self.y = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)).to(self.device)
+        super().__init__(train_cfg, out_dir, device)
+        self.cfg = cfg
+        self.x = self.on_device(images)
+        self.y = self.on_device(labels, dtype=np.int64)
         self.val = val
         torch.manual_seed(train_cfg.seed)
         self.net = SegUNet(cfg).to(self.device).train()
         self.optimizer = torch.optim.AdamW(self.net.parameters(), lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
-        self.step_count = 0
+        self.scaler = self.make_scaler(None)  # fp32: a pass-through, for the shared optimizer step
 
     def _lr(self) -> float:
         c = self.train_cfg
@@ -111,8 +105,7 @@ class SegTrainer:
 
     def step(self) -> SegStepResult:
         """One AdamW step on a random batch."""
-        gen = torch.Generator().manual_seed(self.train_cfg.seed * 1_000_003 + self.step_count)
-        x, y = self._batch(gen)
+        x, y = self._batch(self.step_generator())
         lr = self._lr()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -120,9 +113,7 @@ class SegTrainer:
         ce = F.cross_entropy(logits, y)
         dice = soft_dice_loss(logits, y)
         loss = ce + self.train_cfg.dice_weight * dice
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        optimizer_step(self.optimizer, self.scaler, loss)
         self.step_count += 1
         return SegStepResult(self.step_count, float(loss.item()), float(ce.item()), float(dice.item()), lr)
 
@@ -140,28 +131,17 @@ class SegTrainer:
         self.net.train()
         return float(np.nanmean(mean_foreground_dice(pred, np.asarray(self.val[1]))))
 
-    def run(self, time_limit_s: float | None = None, progress: bool = True) -> list[SegStepResult]:
-        """Train to ``train_cfg.steps`` (or the time limit), writing weights on the way and at the end."""
-        c = self.train_cfg
+    def annotate(self, res: SegStepResult) -> SegStepResult:
+        res.val_dice = self.validate()
+        return res
 
-        def on_log(res: SegStepResult) -> dict[str, str]:
-            res.val_dice = self.validate()
-            if self.out_dir is not None:
-                self.out_dir.mkdir(parents=True, exist_ok=True)
-                append_metrics(self.out_dir, res)
-            return {"loss": f"{res.loss:.4f}", **({"val_dice": f"{res.val_dice:.3f}"} if res.val_dice is not None else {})}
+    def postfix(self, res: SegStepResult) -> dict[str, str]:
+        return {"loss": f"{res.loss:.4f}", **({"val_dice": f"{res.val_dice:.3f}"} if res.val_dice is not None else {})}
 
-        def checkpoint() -> None:
-            if self.out_dir is not None:
-                self.calibrate()
-                self.save()
-
-        results = run_steps(self.step, done=self.step_count, until=c.steps, log_every=c.log_every,
-                            checkpoint_every=c.checkpoint_every, on_log=on_log, checkpoint=checkpoint,
-                            time_limit_s=time_limit_s, progress=progress, desc="train-seg")
+    def checkpoint(self) -> None:
+        """Calibrate the feature normalization, then write the weights (when there is an output folder)."""
         self.calibrate()
         self.save()
-        return results
 
     def calibrate(self, max_images: int = 4096) -> None:
         """Measure the feature normalization on (up to ``max_images`` evenly spaced) training images."""
@@ -173,13 +153,8 @@ class SegTrainer:
         """Write segmenter.safetensors + config.json (with provenance) when an output folder was given."""
         if self.out_dir is None:
             return None
-        return save_segmenter(
-            self.net, self.out_dir, self.train_cfg, steps_trained=self.step_count, sdk_version=__version__,
-            feature_scale=float(self.net.feature_scale),
-            saved_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            device=device_label(self.device),
-            torch_version=torch.__version__,
-        )
+        return save_segmenter(self.net, self.out_dir, self.train_cfg, feature_scale=float(self.net.feature_scale),
+                              **self.provenance())
 
 
 def train_segmenter(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig | None = None,
@@ -191,8 +166,8 @@ def train_segmenter(images: np.ndarray, labels: np.ndarray, cfg: SegmenterConfig
     With ``out_dir`` the weights and config.json are written atomically every
     ``train_cfg.checkpoint_every`` steps and at the end, and metrics go to ``metrics.jsonl``.
     """
-    if out_dir is not None and (Path(out_dir) / METRICS_FILENAME).is_file():
-        (Path(out_dir) / METRICS_FILENAME).unlink()  # a fresh run: no stale metrics from an earlier one
+    if out_dir is not None:
+        truncate_metrics(out_dir, 0)  # a fresh run: no stale metrics from an earlier one
     trainer = SegTrainer(images, labels, cfg, train_cfg, out_dir, device, val)
     results = trainer.run(time_limit_s=time_limit_s, progress=progress)
     return trainer.segmenter(), results
