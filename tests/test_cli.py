@@ -140,6 +140,20 @@ def test_export_formats_and_verify_cli(tmp_path, trained_model_dir, caplog):
         main(["export", str(model), "--format", "bogus"])
 
 
+def test_export_groupnorm_form_cli(tmp_path, trained_model_dir, caplog):
+    onnx = pytest.importorskip("onnx")
+    model = tmp_path / "m"
+    shutil.copytree(trained_model_dir, model)
+    caplog.set_level("ERROR")
+    assert main(["export", str(model), "--format", "onnx-fp16", "--groupnorm", "fused"]) == 2
+    assert "--groupnorm applies to the formats onnx, openvino, openvino-int8" in caplog.text
+    out = tmp_path / "fused.onnx"
+    assert main(["export", str(model), "--out", str(out), "--groupnorm", "fused", "--no-gate"]) == 0
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["cheartflow.groupnorm"] == "fused"
+    assert "GroupNormalization" in {n.op_type for n in onnx.load(str(out)).graph.node}
+
+
 def test_train_seg_then_eval(tmp_path, onnx_model, caplog):
     import json
 

@@ -6,7 +6,11 @@ import argparse
 import logging
 from typing import Any
 
+from ..errors import InvalidInputError
+
 log = logging.getLogger("cheartflow")
+# The formats written from an ONNX graph whose GroupNorms can be one op ("fused") or two passes ("two-pass").
+GROUPNORM_FORMATS = ("onnx", "openvino", "openvino-int8")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -24,6 +28,10 @@ def cmd_export(args: argparse.Namespace) -> int:
             log.warning("no --calibration data: calibrating %s on phantom sketches; pass real sketches "
                         "(e.g. --calibration packed/train-128.npz) for an engine meant for real use", args.format)
         opts.update(calibration=args.calibration, calibration_count=args.calibration_count)
+    if args.groupnorm is not None:
+        if args.format not in GROUPNORM_FORMATS:
+            raise InvalidInputError(f"--groupnorm applies to the formats {', '.join(GROUPNORM_FORMATS)}, not {args.format!r}")
+        opts["groupnorm"] = args.groupnorm
     path, report = export_engine(args.model, args.format, args.out, **opts)
     if report is not None:
         log.info("parity gate passed: max abs error %.2e, PSNR %.1f dB over %d inputs", report.max_abs_error,
@@ -54,6 +62,9 @@ def add_parsers(sub) -> None:
     e.add_argument("--calibration", help="onnx-int8 / openvino-int8: real sketches to calibrate on, a packed .npz "
                                          "(e.g. packed/train-128.npz) or sketch files (default: phantom sketches)")
     e.add_argument("--calibration-count", type=int, default=64, help="onnx-int8 / openvino-int8: calibration sketches")
+    e.add_argument("--groupnorm", choices=("fused", "two-pass"),
+                   help="onnx / openvino / openvino-int8: GroupNorm as one GroupNormalization op (fused; the openvino "
+                        "default, gated in OpenVINO) or as two passes (two-pass; the onnx default, exact in ONNX Runtime)")
     e.set_defaults(func=cmd_export)
 
     v = sub.add_parser("verify", help="rerun the parity gate of an engine against its source checkpoint")
