@@ -74,6 +74,7 @@ META_GATE_PSNR = "cheartflow.gate_psnr_db"  # output PSNR vs the fp32 PyTorch en
 META_CPU_ISA = "cheartflow.cpu_isa"  # cpu_features.isa_class() of the CPU the gate ran on
 META_CALIBRATION = "cheartflow.calibration"  # int8: the calibration data (file name, count, sketch kind)
 META_GROUPNORM = "cheartflow.groupnorm"  # how GroupNorm is written: "two-pass" (ONNX Runtime) or "fused" (OpenVINO)
+GROUPNORM_FORMS = ("two-pass", "fused")  # the values of META_GROUPNORM
 # Sidecar-only keys: what a GPU engine was built with, checked at load.
 META_ENGINE_SHA256 = "cheartflow.engine_sha256"  # hash of the engine file the sidecar describes
 META_DEVICE = "cheartflow.device"  # "cuda" or "cpu" (compiled packages are built for one)

@@ -149,9 +149,9 @@ def test_export_groupnorm_form_cli(tmp_path, trained_model_dir, caplog):
     assert "--groupnorm applies to the formats onnx, openvino, openvino-int8" in caplog.text
     out = tmp_path / "fused.onnx"
     assert main(["export", str(model), "--out", str(out), "--groupnorm", "fused", "--no-gate"]) == 0
-    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
-    assert meta["cheartflow.groupnorm"] == "fused"
-    assert "GroupNormalization" in {n.op_type for n in onnx.load(str(out)).graph.node}
+    proto = onnx.load(str(out))
+    assert {p.key: p.value for p in proto.metadata_props}["cheartflow.groupnorm"] == "fused"
+    assert "GroupNormalization" in {n.op_type for n in proto.graph.node}
 
 
 def test_train_seg_then_eval(tmp_path, onnx_model, caplog):

@@ -6,6 +6,7 @@ import argparse
 import logging
 from typing import Any
 
+from ..contract import GROUPNORM_FORMS
 from ..errors import InvalidInputError
 
 log = logging.getLogger("cheartflow")
@@ -62,7 +63,7 @@ def add_parsers(sub) -> None:
     e.add_argument("--calibration", help="onnx-int8 / openvino-int8: real sketches to calibrate on, a packed .npz "
                                          "(e.g. packed/train-128.npz) or sketch files (default: phantom sketches)")
     e.add_argument("--calibration-count", type=int, default=64, help="onnx-int8 / openvino-int8: calibration sketches")
-    e.add_argument("--groupnorm", choices=("fused", "two-pass"),
+    e.add_argument("--groupnorm", choices=GROUPNORM_FORMS,
                    help="onnx / openvino / openvino-int8: GroupNorm as one GroupNormalization op (fused; the openvino "
                         "default, gated in OpenVINO) or as two passes (two-pass; the onnx default, exact in ONNX Runtime)")
     e.set_defaults(func=cmd_export)

@@ -22,8 +22,6 @@ from .parity import ParityReport, check_parity, describe_gate, enforce_gate
 
 log = logging.getLogger(__name__)
 
-GROUPNORM_FORMS = ("two-pass", "fused")
-
 
 def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset: int = contract.ONNX_OPSET,
                 gate: bool = True, precision: str = "fp32", groupnorm: str = "two-pass") -> tuple[Path, ParityReport | None]:
@@ -43,8 +41,8 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset
 
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
-    if groupnorm not in GROUPNORM_FORMS:
-        raise ValueError(f"groupnorm must be one of {GROUPNORM_FORMS}, got {groupnorm!r}")
+    if groupnorm not in contract.GROUPNORM_FORMS:
+        raise ValueError(f"groupnorm must be one of {contract.GROUPNORM_FORMS}, got {groupnorm!r}")
     if groupnorm == "fused" and precision != "fp32":
         raise ValueError(f"groupnorm='fused' is written in fp32 only, got precision {precision!r}")
     if opset < 17:

@@ -81,12 +81,12 @@ def _prepare(model_dir: Path, out_path: Path, work: Path, groupnorm: str):
     model); the two-pass graph passes the fp32 ONNX Runtime gate first, whichever form is read."""
     ov = require("openvino")
     from ..backends.torch_backend import TorchEncoder
-    from .onnx_export import GROUPNORM_FORMS, export_onnx
+    from .onnx_export import export_onnx
 
     if out_path.suffix != ".xml":
         raise InvalidInputError(f"an OpenVINO IR engine's file name must end in .xml, got {out_path}")
-    if groupnorm not in GROUPNORM_FORMS:
-        raise InvalidInputError(f"groupnorm must be one of {GROUPNORM_FORMS}, got {groupnorm!r}")
+    if groupnorm not in contract.GROUPNORM_FORMS:
+        raise InvalidInputError(f"groupnorm must be one of {contract.GROUPNORM_FORMS}, got {groupnorm!r}")
     reference = TorchEncoder(model_dir, device="cpu")
     fp32, _ = export_onnx(model_dir, work / "model.onnx")
     if groupnorm == "fused":  # its own gate is the IR's, in the precision the IR runs in
