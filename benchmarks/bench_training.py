@@ -14,12 +14,14 @@ import argparse
 import itertools
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/results.py
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/results.py, benchlib
 
 import results  # noqa: E402
+from benchlib.timing import wall_times  # noqa: E402
 
 
 def time_steps(preset: str, amp: str, channels_last: bool, threads: int, stage: int, steps: int,
@@ -34,12 +36,7 @@ def time_steps(preset: str, amp: str, channels_last: bool, threads: int, stage: 
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(*data, ModelConfig(**PRESETS[preset]), cfg, tmp, device="cpu", resume=False)
         trainer.step_count = 1000 * stage
-        for _ in range(2):
-            trainer.step()
-        start = time.perf_counter()
-        for _ in range(steps):
-            trainer.step()
-        return (time.perf_counter() - start) / steps
+        return float(np.mean(wall_times(trainer.step, steps, warmup=2)))
 
 
 def main(argv: list[str] | None = None) -> int:

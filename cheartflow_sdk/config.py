@@ -39,6 +39,7 @@ class ModelConfig:
     dropout: float = 0.0  # dropout inside residual blocks
     default_schedule: tuple[float, ...] = (0.5,)  # default t_k of the re-noise steps (two-step sampling)
     max_steps: int = 8  # largest step count this model was validated for (more: allow_unvalidated_steps=True)
+    sketch_condition: bool = False  # also feed the sketch x1 to the U-Net as a second channel at every t (DDBM/I2SB conditioning); torch backend only
 
     def __post_init__(self) -> None:
         self.channel_mult = tuple(int(m) for m in self.channel_mult)

@@ -196,7 +196,7 @@ def _make_runner(encoder: Any) -> Any:
     from .runtime import DEFAULT_BUCKETS, CudaGraphRunner, torch_callable
 
     fn = torch_callable(encoder)
-    if fn is None:
+    if fn is None or encoder.config.sketch_condition:  # the graph runner's loop calls E(x, t) only
         return None
     if not kernels.cuda_available():
         log.warning("%s runs on a GPU but cheartflow_sdk._C has no usable CUDA kernels; sampling goes through "

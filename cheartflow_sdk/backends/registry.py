@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 from .. import contract
-from ..config import CONFIG_FILENAME
+from ..config import CONFIG_FILENAME, read_config
 from ..errors import CheartflowError, InvalidInputError, ModelMismatchError, ModelNotAvailableError
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ def _ort_has_cuda() -> bool:
 
 
 def _open(backend: str, file: Path, device: str):
+    if backend != "torch":
+        _check_unconditioned(file, backend)
     if backend == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeEncoder
 
@@ -92,6 +94,17 @@ def _open(backend: str, file: Path, device: str):
     from .torch_backend import TorchEncoder
 
     return TorchEncoder(file, device=device)
+
+
+def _check_unconditioned(file: Path, backend: str) -> None:
+    """Engines take (x, t) only: a sketch-conditioned model runs on backend 'torch' (its engines are not built)."""
+    try:
+        conditioned = read_config(file.parent)[0].sketch_condition
+    except InvalidInputError:  # an engine file without a readable model folder around it
+        return
+    if conditioned:
+        raise ModelNotAvailableError(f"{file.parent} holds a sketch-conditioned model (ModelConfig.sketch_condition): "
+                                     f"it runs on backend='torch' only, not {backend!r}")
 
 
 def _onnx_files(folder: Path, cuda: bool) -> list[Path]:

@@ -25,9 +25,12 @@ class TorchEncoder:
         self.module = load_encoder(model_dir, self.device)
         self.config: ModelConfig = self.module.config
 
-    def __call__(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    def __call__(self, x: np.ndarray, t: np.ndarray, sketch: np.ndarray | None = None) -> np.ndarray:
+        """E(x, t), or E(x, t, sketch) for a sketch-conditioned model (sketch: x1 in [-1, 1], shaped like x)."""
         torch = self._torch
         with torch.inference_mode():
-            out = self.module(torch.from_numpy(np.ascontiguousarray(x)).to(self.device),
-                              torch.from_numpy(np.ascontiguousarray(t, dtype=np.float32)).to(self.device))
+            out = self.module(self._tensor(x), self._tensor(t), None if sketch is None else self._tensor(sketch))
         return out.float().cpu().numpy()
+
+    def _tensor(self, a: np.ndarray):
+        return self._torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(self.device)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import contract
+from ..config import read_config
 from ..errors import InvalidInputError
 from .onnx_export import export_onnx, export_onnx_fp16
 from .parity import FP16_MIN_PSNR_DB, FP32_MAX_ABS_ERROR, REDUCED_MIN_PSNR_DB, ParityReport, check_parity, parity_inputs
@@ -78,4 +79,7 @@ def export_engine(model_dir: str | Path, format: str, out: str | Path | None = N
                  "openvino-int8": export_openvino_int8}
     if format not in exporters:
         raise InvalidInputError(f"format must be one of {contract.ENGINE_FORMATS}, got {format!r}")
+    if read_config(model_dir)[0].sketch_condition:
+        raise InvalidInputError(f"{model_dir} holds a sketch-conditioned model (ModelConfig.sketch_condition): engines "
+                                "take (x, t) only, so it cannot be exported; run it with backend='torch'")
     return exporters[format](model_dir, out, **opts)

@@ -7,6 +7,7 @@ from torch import nn
 
 from .. import bridge
 from ..config import ModelConfig
+from ..errors import InvalidInputError
 from .unet import TimeConditionedUNet
 
 
@@ -24,18 +25,30 @@ def scalings(cfg: ModelConfig, t: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
 
 
 class ConsistencyEncoder(nn.Module):
-    """E(x, t) = c_skip(t) x + c_out(t) F(c_in(t) x, t); scalings and combination run in fp32 even when F runs in fp16/bf16."""
+    """E(x, t) = c_skip(t) x + c_out(t) F(c_in(t) x, t); scalings and combination run in fp32 even when F runs in fp16/bf16.
+
+    A sketch-conditioned model (``ModelConfig.sketch_condition``) is E(x, t, x1): F also sees the sketch x1.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.config = cfg
         self.net = TimeConditionedUNet(cfg)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, t: torch.Tensor, sketch: torch.Tensor | None = None) -> torch.Tensor:
+        """x: [B,1,R,R] in model range, t: [B]; sketch: the sketches x1 [B,1,R,R] in [-1, 1], needed (only) when
+        the model is sketch-conditioned."""
         x, t = x.float(), t.float()
         c_in, c_skip, c_out = scalings(self.config, t)
+        net_in = c_in * x
+        if self.config.sketch_condition:
+            if sketch is None or sketch.shape != x.shape:
+                raise InvalidInputError(f"this encoder is sketch-conditioned (ModelConfig.sketch_condition): call it as "
+                                        f"E(x, t, sketch) with sketches shaped like x {tuple(x.shape)}, got "
+                                        f"{None if sketch is None else tuple(sketch.shape)}")
+            net_in = torch.cat([net_in, sketch.float() / self.config.sigma_x1], dim=1)  # unit scale, as c_in(1) x1
         net_dtype = next(self.net.parameters()).dtype
-        raw = self.net((c_in * x).to(net_dtype), t)
+        raw = self.net(net_in.to(net_dtype), t)
         return c_skip * x + c_out * raw.float()
 
 

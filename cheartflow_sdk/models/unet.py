@@ -58,7 +58,7 @@ class SelfAttention(nn.Module):
 
 
 class TimeConditionedUNet(nn.Module):
-    """F(x, t): 1-channel image and time in, 1-channel image out, same resolution."""
+    """F(x, t): 1-channel image (2 channels, image and sketch, when sketch-conditioned) and time in, 1-channel image out."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -66,7 +66,7 @@ class TimeConditionedUNet(nn.Module):
         emb_dim = cfg.time_embed_dim
         self.base_channels = cfg.base_channels
         self.time_mlp = nn.Sequential(nn.Linear(cfg.base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.stem = nn.Conv2d(1, chs[0], 3, padding=1)
+        self.stem = nn.Conv2d(2 if cfg.sketch_condition else 1, chs[0], 3, padding=1)
 
         def block(i: int, o: int) -> ResBlock:
             return ResBlock(i, o, emb_dim, cfg.groups, cfg.dropout)

@@ -29,8 +29,15 @@ class HostRunner:
             dtype: Any = np.float32) -> np.ndarray:
         """Images [B,1,R,R] of one chunk; seed: an int or one per sketch (noise keyed by seed and sketch)."""
         noise = sampling.PhiloxNoise(keys=sampling.request_keys(sketches, steps, seed), sigma=self.sigma)
-        x0_hat = sampling.sample(self.encoder, kernels.preprocess(sketches), steps, schedule, noise)
+        x1 = kernels.preprocess(sketches)
+        x0_hat = sampling.sample(self._encoder_for(x1), x1, steps, schedule, noise)
         return kernels.postprocess(x0_hat, dtype)
+
+    def _encoder_for(self, x1: np.ndarray) -> sampling.Encoder:
+        """The encoder of this chunk: a sketch-conditioned model also sees the chunk's sketches at every step."""
+        if not getattr(self.encoder.config, "sketch_condition", False):
+            return self.encoder
+        return lambda x, t: self.encoder(x, t, sketch=x1)
 
     def stream(self, batches: Iterable[np.ndarray], steps: int = 1, schedule: Any = (), seed: int = 0,
                dtype: Any = np.float32) -> Iterator[np.ndarray]:
