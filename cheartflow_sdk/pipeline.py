@@ -242,20 +242,23 @@ def _gpu_usable() -> bool:
 
 
 def load_pipeline(model: str | Path | None = None, backend: str = "auto", device: str = "auto",
-                  sketch_kind: str | None = None) -> Pipeline:
+                  sketch_kind: str | None = None, threads: int | None = None) -> Pipeline:
     """Load a model folder or an exported engine (None: the bundled default for `sketch_kind`, "edges" if None).
 
     backend: "auto" (an engine file by its kind; in a folder the fastest usable engine, see
     :mod:`cheartflow_sdk.backends.registry`), "onnxruntime", "torch", "torch-compiled" or "tensorrt";
     the choice is in `pipe.backend`. device: "auto", "cpu", "cuda" or "cuda:N" (CUDA without a usable GPU is
-    an error). sketch_kind: checked against the model's (ModelMismatchError when they differ). A PyTorch
+    an error). sketch_kind: checked against the model's (ModelMismatchError when they differ). threads: CPU
+    threads of the engine (None: its default, every core; torch's setting is process-wide). A PyTorch
     encoder on a CUDA GPU gets the CUDA-graph runtime (`pipe.runner`); call `pipe.warmup()` to capture its
     graphs before the first request.
     """
     check_sketch_kind(sketch_kind)
     check_device(device)
+    if threads is not None:
+        threads = check_count(threads, "threads", " (CPU threads of the engine) or None")
     path = _resolve_model(model, sketch_kind or "edges")
-    encoder = open_encoder(path, backend, device)
+    encoder = open_encoder(path, backend, device, threads)
     if sketch_kind is not None and encoder.config.sketch_kind != sketch_kind:
         raise ModelMismatchError(f"{path}: this model was trained on {encoder.config.sketch_kind!r} sketches but "
                                  f"sketch_kind={sketch_kind!r} was asked for; pass a {sketch_kind} model (or sketch_kind=None)")

@@ -21,6 +21,7 @@ files of batches that finished before it are kept; the error is raised as the SD
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -62,10 +63,11 @@ class SynthesisActor:
     """One pipeline per Ray actor: the model is loaded once, then each batch of files is read, synthesized and
     written exactly as the local path does it."""
 
-    def __init__(self, model: str | None, backend: str, device: str, sketch_kind: str | None, options: dict[str, Any]):
+    def __init__(self, model: str | None, backend: str, device: str, sketch_kind: str | None, options: dict[str, Any],
+                 threads: int | None = None):
         from .pipeline import load_pipeline
 
-        self.pipe = load_pipeline(model, backend=backend, device=device, sketch_kind=sketch_kind)
+        self.pipe = load_pipeline(model, backend=backend, device=device, sketch_kind=sketch_kind, threads=threads)
         self.sketch_kind = sketch_kind
         self.opts = options
         log.info("ray actor loaded %r", self.pipe)
@@ -110,7 +112,8 @@ def synthesize_with_ray(inputs: str | Path | Sequence[str | Path], out: str | Pa
     written paths (sorted). The images equal `cheartflow synth`'s for the same inputs, model and seed.
 
     num_actors: pipelines in parallel (default: the cluster's CPUs // cpus_per_actor); each takes
-    `files_per_batch` files per call and runs the encoder in chunks of `batch_size`. address: passed to
+    `files_per_batch` files per call and runs the encoder in chunks of `batch_size`, on ceil(cpus_per_actor)
+    engine threads. address: passed to
     `ray.init` when Ray is not initialized yet (None: start or join a local instance; "auto" or
     "ray://host:10001": an existing cluster). formats: "auto" (NIfTI for NIfTI inputs, PNG otherwise), "png",
     "nifti". The model path is resolved here; workers must see it (and `out`) at the same path.
@@ -123,6 +126,8 @@ def synthesize_with_ray(inputs: str | Path | Sequence[str | Path], out: str | Pa
     if bad or not formats:
         raise InvalidInputError(f"formats: Ray synthesis writes {RAY_FORMATS}, got {list(formats)} (DICOM series are "
                                 "assembled from all inputs at once: use the local `cheartflow synth --format dicom`)")
+    if isinstance(cpus_per_actor, bool) or not isinstance(cpus_per_actor, (int, float)) or not cpus_per_actor > 0:
+        raise InvalidInputError(f"cpus_per_actor: expected a number > 0, got {cpus_per_actor!r}")
     for name, value in (("files_per_batch", files_per_batch), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidInputError(f"{name}: expected an int >= 1, got {value!r}")
@@ -142,7 +147,9 @@ def synthesize_with_ray(inputs: str | Path | Sequence[str | Path], out: str | Pa
     ds = ray.data.from_items([{"path": str(f), "stem": s} for f, s in zip(files, stems)])
     written = ds.map_batches(SynthesisActor, batch_size=files_per_batch, batch_format="numpy",
                              fn_constructor_kwargs={"model": model, "backend": backend, "device": device,
-                                                    "sketch_kind": sketch_kind, "options": options},
+                                                    "sketch_kind": sketch_kind, "options": options,
+                                                    # the engine's threads match the actor's CPUs, so actors do not oversubscribe
+                                                    "threads": max(1, math.ceil(cpus_per_actor))},
                              concurrency=num_actors, num_cpus=cpus_per_actor)
     rows = list(written.iter_rows())
     errors = [str(r["error"]) for r in rows if r["error"]]

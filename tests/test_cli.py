@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from cheartflow_sdk import io  # noqa: E402
 from cheartflow_sdk.cli import main  # noqa: E402
@@ -86,6 +86,14 @@ def test_synth_on_model_folder_with_torch_backend(tmp_path, trained_model_dir):
     np.save(src, np.zeros((2, 32, 32), np.uint8))
     assert main(["synth", str(src), "--model", str(model), "--out", str(tmp_path / "o"), "--backend", "torch"]) == 0
     assert len(list((tmp_path / "o").glob("*.png"))) == 2
+    threads = torch.get_num_threads()
+    try:
+        assert main(["synth", str(src), "--model", str(model), "--out", str(tmp_path / "t"), "--backend", "torch",
+                     "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1 and len(list((tmp_path / "t").glob("*.png"))) == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert main(["synth", str(src), "--model", str(model), "--out", str(tmp_path / "z"), "--threads", "0"]) == 2
 
 
 def test_pack_then_train_from_npz(tmp_path):

@@ -95,6 +95,25 @@ def test_bad_inputs(pipe, phantom_set):
         pipe.synthesize(sketches[:1], seed=-1)
 
 
+def test_threads_reach_the_engine_and_change_no_pixel(onnx_model, trained_model_dir, pipe, phantom_set):
+    import torch
+
+    _, _, sketches = phantom_set
+    one = cf.load_pipeline(onnx_model, device="cpu", threads=1)
+    assert one.encoder.session.get_session_options().intra_op_num_threads == 1
+    np.testing.assert_allclose(one.synthesize(sketches[:3], steps=2, seed=2), pipe.synthesize(sketches[:3], steps=2, seed=2),
+                               atol=1e-5)
+    before = torch.get_num_threads()
+    try:
+        cf.load_pipeline(trained_model_dir, backend="torch", threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(InvalidInputError, match="threads: expected an int >= 1"):
+            cf.load_pipeline(onnx_model, threads=bad)
+
+
 def test_load_errors(tmp_path, trained_model_dir):
     with pytest.raises(ModelNotAvailableError, match="does not exist"):
         cf.load_pipeline(tmp_path / "nope")

@@ -99,3 +99,5 @@ def test_ray_refuses_what_it_cannot_do(onnx_model, sketch_folder, tmp_path):
         synthesize_with_ray(tmp_path / "missing", tmp_path / "o", onnx_model)
     with pytest.raises(InvalidInputError, match="files_per_batch: expected an int >= 1"):
         synthesize_with_ray(sketch_folder, tmp_path / "o", onnx_model, files_per_batch=0)
+    with pytest.raises(InvalidInputError, match="cpus_per_actor: expected a number > 0"):
+        synthesize_with_ray(sketch_folder, tmp_path / "o", onnx_model, cpus_per_actor=0)

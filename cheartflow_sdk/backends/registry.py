@@ -72,17 +72,21 @@ def _ort_has_cuda() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def _open(backend: str, file: Path, device: str):
+def _open(backend: str, file: Path, device: str, threads: int | None = None):
     if backend != "torch":
         _check_unconditioned(file, backend)
     if backend == "onnxruntime":
         from .onnxruntime_backend import OnnxRuntimeEncoder
 
-        return OnnxRuntimeEncoder(file, device=device)
+        return OnnxRuntimeEncoder(file, device=device, threads=threads)
     if backend == "openvino":
         from .openvino_backend import OpenVINOEncoder
 
-        return OpenVINOEncoder(file, device=device)
+        return OpenVINOEncoder(file, device=device, threads=threads)
+    if threads and backend in ("torch", "torch-compiled"):
+        import torch
+
+        torch.set_num_threads(threads)  # torch's intra-op pool is per process
     if backend == "tensorrt":
         from .tensorrt_backend import TensorRTEncoder
 
@@ -193,12 +197,12 @@ def gated_elsewhere(encoder) -> str | None:
     return None
 
 
-def _open_auto(folder: Path, device: str):
+def _open_auto(folder: Path, device: str, threads: int | None = None):
     tried: list[str] = []
     first_error: CheartflowError | None = None
     for backend, file, dev in candidates(folder, device):
         try:
-            encoder = _open(backend, file, dev)
+            encoder = _open(backend, file, dev, threads)
             elsewhere = gated_elsewhere(encoder)
             if elsewhere:
                 raise ModelMismatchError(f"{file.name}: {elsewhere}")
@@ -218,37 +222,38 @@ def _open_auto(folder: Path, device: str):
     )
 
 
-def _open_in_folder(folder: Path, backend: str, device: str):
+def _open_in_folder(folder: Path, backend: str, device: str, threads: int | None = None):
     """An explicit backend on a model folder: its standard engine file (or the checkpoint for torch)."""
     if backend == "torch":
         if not (folder / CONFIG_FILENAME).is_file():
             raise ModelNotAvailableError(f"backend 'torch' needs a model folder with {CONFIG_FILENAME} and "
                                          f"model.safetensors, got {folder}")
-        return _open("torch", folder, device)
+        return _open("torch", folder, device, threads)
     if backend == "onnxruntime":
         files = _onnx_files(folder, cuda=_use_cuda(device))
         if not files:
             raise ModelNotAvailableError(f"no ONNX engine at {folder / ONNX_FILENAME}; create it with `cheartflow export {folder}`")
-        return _open(backend, files[0], device)
+        return _open(backend, files[0], device, threads)
     if backend == "openvino":  # its IR (gated at export) first, else the fp32 ONNX read directly
         files = [folder / n for n in (contract.OPENVINO_FILENAME, ONNX_FILENAME) if (folder / n).is_file()]
         if not files:
             raise ModelNotAvailableError(f"no engine for openvino in {folder}: expected {contract.OPENVINO_FILENAME} "
                                          f"(`cheartflow export {folder} --format openvino`) or {ONNX_FILENAME}")
-        return _open(backend, files[0], device)
+        return _open(backend, files[0], device, threads)
     name = contract.TENSORRT_FILENAME if backend == "tensorrt" else contract.COMPILED_FILENAME
     fmt = "tensorrt" if backend == "tensorrt" else "torch-compiled"
     if not (folder / name).is_file():
         raise ModelNotAvailableError(f"no {backend} engine at {folder / name}; create it with "
                                      f"`cheartflow export {folder} --format {fmt}`")
-    return _open(backend, folder / name, device)
+    return _open(backend, folder / name, device, threads)
 
 
-def open_encoder(path: Path, backend: str, device: str):
+def open_encoder(path: Path, backend: str, device: str, threads: int | None = None):
     """An encoder for `path` (a run folder or an engine file) on `device`; it exposes .config and .name.
 
     backend: "auto" (the file's kind; for a folder the fastest usable engine, see the module doc),
     "onnxruntime", "openvino", "tensorrt", "torch-compiled" or "torch". device: "auto", "cpu" or "cuda".
+    threads: CPU threads of the engine (None: the engine's default).
     """
     if backend not in BACKENDS:
         raise InvalidInputError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -261,11 +266,11 @@ def open_encoder(path: Path, backend: str, device: str):
         if backend not in ("auto", *contract.engine_backends(path)):
             raise InvalidInputError(f"{path} is a {kind} engine; backend={backend!r} cannot open it "
                                     f"(use backend='auto' or {kind!r}, or pass the model folder)")
-        encoder = _open(kind if backend == "auto" else backend, path, device)
+        encoder = _open(kind if backend == "auto" else backend, path, device, threads)
     elif backend == "auto":
-        return _open_auto(path, device)
+        return _open_auto(path, device, threads)
     else:
-        encoder = _open_in_folder(path, backend, device)
+        encoder = _open_in_folder(path, backend, device, threads)
     log.info("backend %s opened %s", encoder.name, path)
     return encoder
 

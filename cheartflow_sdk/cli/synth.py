@@ -48,7 +48,7 @@ def cmd_synth_ray(args: argparse.Namespace) -> int:
                                 device="cpu" if args.device == "auto" else args.device, steps=args.steps,
                                 schedule=parse_schedule(args.schedule), seed=args.seed, sketch_kind=args.sketch_kind,
                                 formats=args.format or ["auto"], drawing=args.drawing, batch_size=args.batch_size,
-                                num_actors=args.actors, overwrite=args.overwrite,
+                                num_actors=args.actors, cpus_per_actor=1 if args.threads is None else args.threads, overwrite=args.overwrite,
                                 allow_unvalidated_steps=args.allow_unvalidated_steps, address=args.ray_address)
     log.info("wrote %d output file(s) to %s with Ray", len(paths), args.out)
     return 0
@@ -73,7 +73,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
         from .._optional import require
 
         require("pydicom")
-    pipe = load_pipeline(args.model, backend=args.backend, device=args.device, sketch_kind=args.sketch_kind)
+    pipe = load_pipeline(args.model, backend=args.backend, device=args.device, sketch_kind=args.sketch_kind,
+                         threads=args.threads)
     kind, res = pipe.config.sketch_kind, pipe.config.resolution
     items = io.read_sketch_files(inp, kind=kind, drawing=args.drawing, size=res if args.drawing else None)
     plan, paths = plan_outputs(items, formats, out, inp)
@@ -116,6 +117,8 @@ def add_parsers(sub) -> None:
     s.add_argument("--seed", type=int, default=0, help="noise seed; each sketch's noise comes from it and the sketch itself")
     s.add_argument("--backend", default="auto", choices=BACKENDS)
     s.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="cuda without a usable GPU is an error")
+    s.add_argument("--threads", type=int, help="CPU threads of the engine (None: every core); with --ray, the threads "
+                                               "and Ray CPUs of each actor (None: 1)")
     s.add_argument("--batch-size", type=int, default=8, help="sketches per encoder call (8 keeps the peak memory of a CPU run under 500 MB)")
     s.add_argument("--sketch-kind", choices=("edges", "labels"),
                    help="declare the input's kind (checked against the model; undeclared, a kind mismatch is detected)")
