@@ -61,7 +61,8 @@ def write_curves(path: str | Path, runs: dict[str, list[tuple[float, float, floa
 
     from cheartflow_sdk.atomic import atomic_output
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    rows = -(-len(runs) // 3)  # legend rows below the plots, three runs per row
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2 + 0.25 * rows))
     for label, points in runs.items():
         if not points:
             continue
@@ -72,10 +73,11 @@ def write_curves(path: str | Path, runs: dict[str, list[tuple[float, float, floa
         ax.set_xlabel("training wall-clock (minutes)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07 * rows / (1 + 0.06 * rows), 1, 1))
     path = Path(path)
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
