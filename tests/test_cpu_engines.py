@@ -239,7 +239,7 @@ def test_auto_picks_the_first_engine_that_opens_and_whose_gate_vouches_for_this_
     here = cpu_features.isa_class()
     opened = []
 
-    def fake_open(backend, file, device):
+    def fake_open(backend, file, device, threads=None):
         opened.append(file.name)
         if file.name == contract.OPENVINO_INT8_FILENAME:
             raise ModelMismatchError("stand-in: OpenVINO cannot compile this here")

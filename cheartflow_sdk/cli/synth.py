@@ -48,7 +48,8 @@ def cmd_synth_ray(args: argparse.Namespace) -> int:
                                 device="cpu" if args.device == "auto" else args.device, steps=args.steps,
                                 schedule=parse_schedule(args.schedule), seed=args.seed, sketch_kind=args.sketch_kind,
                                 formats=args.format or ["auto"], drawing=args.drawing, batch_size=args.batch_size,
-                                num_actors=args.actors, cpus_per_actor=1 if args.threads is None else args.threads, overwrite=args.overwrite,
+                                num_actors=args.actors, cpus_per_actor=1 if args.threads is None else args.threads,
+                                overwrite=args.overwrite,
                                 allow_unvalidated_steps=args.allow_unvalidated_steps, address=args.ray_address)
     log.info("wrote %d output file(s) to %s with Ray", len(paths), args.out)
     return 0
