@@ -36,8 +36,8 @@ class ConsistencyEncoder(nn.Module):
         self.net = TimeConditionedUNet(cfg)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, sketch: torch.Tensor | None = None) -> torch.Tensor:
-        """x: [B,1,R,R] in model range, t: [B]; sketch: the sketches x1 [B,1,R,R] in [-1, 1], needed (only) when
-        the model is sketch-conditioned."""
+        """x: [B,1,R,R] in model range, t: [B]; sketch: the sketches x1 [B,1,R,R] in [-1, 1], needed when the
+        model is sketch-conditioned and ignored otherwise."""
         x, t = x.float(), t.float()
         c_in, c_skip, c_out = scalings(self.config, t)
         net_in = c_in * x

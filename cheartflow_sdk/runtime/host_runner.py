@@ -35,7 +35,7 @@ class HostRunner:
 
     def _encoder_for(self, x1: np.ndarray) -> sampling.Encoder:
         """The encoder of this chunk: a sketch-conditioned model also sees the chunk's sketches at every step."""
-        if not getattr(self.encoder.config, "sketch_condition", False):
+        if not self.encoder.config.sketch_condition:
             return self.encoder
         return lambda x, t: self.encoder(x, t, sketch=x1)
 

@@ -81,7 +81,7 @@ def score_one_step(encoder: torch.nn.Module, val: ValidationSet, step: int, batc
     outputs = []
     for start in range(0, len(val.sketches), batch_size):
         x1 = torch.from_numpy(val.sketches[start:start + batch_size]).to(device) * 2 - 1
-        x0_hat = encoder(x1, torch.ones(len(x1), device=device), x1 if encoder.config.sketch_condition else None)
+        x0_hat = encoder(x1, torch.ones(len(x1), device=device), x1)  # x1 is also the condition of a conditioned model
         outputs.append(x0_hat.float().cpu().numpy())
     encoder.train(was_training)
     fake, real = to_unit_range(np.concatenate(outputs)), to_unit_range(val.images)

@@ -161,14 +161,13 @@ class Trainer(TrainerBase):
         eps = torch.randn(x0.shape, generator=gen).to(self.device)
         x_t1 = bridge.bridge_sample(x0, x1, t1, self.model_cfg.sigma, eps)
         x_t2 = bridge.bridge_sample(x0, x1, t2, self.model_cfg.sigma, eps)
-        sketch = x1 if self.model_cfg.sketch_condition else None
         with autocast(self.device, self.amp_dtype):
-            pred = self.encoder(x_t2, t2, sketch)
+            pred = self.encoder(x_t2, t2, x1)  # the sketch reaches the network only if the model is sketch-conditioned
             if bool((t1 == 0).all()):
                 target = x0  # E(x_0, 0) = x0 exactly (the boundary condition): the pure-regression stage
             else:
                 with torch.no_grad():
-                    target = self.encoder(x_t1, t1, sketch)
+                    target = self.encoder(x_t1, t1, x1)
         if self.cfg.distance == "pseudo_huber":
             dist = losses.pseudo_huber(pred, target.detach(), self.cfg.huber_c)
         else:
