@@ -39,6 +39,7 @@ class ModelConfig:
     dropout: float = 0.0  # dropout inside residual blocks
     default_schedule: tuple[float, ...] = (0.5,)  # default t_k of the re-noise steps (two-step sampling)
     max_steps: int = 8  # largest step count this model was validated for (more: allow_unvalidated_steps=True)
+    patch_size: int = 1  # space-to-depth factor of the stem (PixelUnshuffle; 2: the U-Net runs at half resolution with 4x the input channels, wider and faster on CPUs at equal FLOPs)
     sketch_condition: bool = False  # also feed the sketch x1 to the U-Net as a second channel at every t (DDBM/I2SB conditioning); torch backend only
 
     def __post_init__(self) -> None:
@@ -48,9 +49,13 @@ class ModelConfig:
         if self.sketch_kind not in SKETCH_KINDS:
             raise InvalidInputError(f"sketch_kind must be one of {SKETCH_KINDS}, got {self.sketch_kind!r}")
         levels = len(self.channel_mult)
-        if self.resolution % (2 ** (levels - 1)) != 0:
+        if not (isinstance(self.patch_size, int) and self.patch_size >= 1):
+            raise InvalidInputError(f"patch_size must be an int >= 1, got {self.patch_size!r}")
+        factor = self.patch_size * 2 ** (levels - 1)
+        if self.resolution % factor != 0:
             raise InvalidInputError(
-                f"resolution must be divisible by 2**(levels-1) = {2 ** (levels - 1)} for {levels} U-Net levels, got {self.resolution}"
+                f"resolution must be divisible by patch_size * 2**(levels-1) = {factor} for {levels} U-Net levels "
+                f"and patch_size {self.patch_size}, got {self.resolution}"
             )
         if any((self.base_channels * m) % self.groups for m in self.channel_mult):
             raise InvalidInputError(f"every level's channel count must be divisible by groups={self.groups}")

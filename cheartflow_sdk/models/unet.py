@@ -58,7 +58,11 @@ class SelfAttention(nn.Module):
 
 
 class TimeConditionedUNet(nn.Module):
-    """F(x, t): 1-channel image (2 channels, image and sketch, when sketch-conditioned) and time in, 1-channel image out."""
+    """F(x, t): 1-channel image (2 channels, image and sketch, when sketch-conditioned) and time in, 1-channel image out.
+
+    With ``patch_size`` p > 1 the stem folds each p x p patch into channels (PixelUnshuffle) and the head unfolds
+    them (PixelShuffle), so the levels run at 1/p of the resolution.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -66,7 +70,9 @@ class TimeConditionedUNet(nn.Module):
         emb_dim = cfg.time_embed_dim
         self.base_channels = cfg.base_channels
         self.time_mlp = nn.Sequential(nn.Linear(cfg.base_channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.stem = nn.Conv2d(2 if cfg.sketch_condition else 1, chs[0], 3, padding=1)
+        in_ch = (2 if cfg.sketch_condition else 1) * cfg.patch_size**2
+        self.unpatch = nn.PixelUnshuffle(cfg.patch_size) if cfg.patch_size > 1 else nn.Identity()
+        self.stem = nn.Conv2d(in_ch, chs[0], 3, padding=1)
 
         def block(i: int, o: int) -> ResBlock:
             return ResBlock(i, o, emb_dim, cfg.groups, cfg.dropout)
@@ -100,13 +106,14 @@ class TimeConditionedUNet(nn.Module):
             if level > 0:
                 self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1))
         self.out_norm = nn.GroupNorm(cfg.groups, ch)
-        self.out_conv = nn.Conv2d(ch, 1, 3, padding=1)
+        self.out_conv = nn.Conv2d(ch, cfg.patch_size**2, 3, padding=1)
+        self.repatch = nn.PixelShuffle(cfg.patch_size) if cfg.patch_size > 1 else nn.Identity()
         self.blocks_per_level = cfg.blocks_per_level
         self.levels = len(chs)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.base_channels).to(x.dtype))
-        h = self.stem(x)
+        h = self.stem(self.unpatch(x))
         skips = [h]
         blocks = iter(zip(self.down, self.down_attn))
         for level in range(self.levels):
@@ -125,4 +132,4 @@ class TimeConditionedUNet(nn.Module):
                 h = attn(res(torch.cat([h, skips.pop()], dim=1), emb))
             if level > 0:
                 h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        return self.out_conv(F.silu(self.out_norm(h)))
+        return self.repatch(self.out_conv(F.silu(self.out_norm(h))))
