@@ -39,7 +39,7 @@ class ModelConfig:
     dropout: float = 0.0  # dropout inside residual blocks
     default_schedule: tuple[float, ...] = (0.5,)  # default t_k of the re-noise steps (two-step sampling)
     max_steps: int = 8  # largest step count this model was validated for (more: allow_unvalidated_steps=True)
-    patch_size: int = 1  # space-to-depth factor of the stem (PixelUnshuffle; 2: the U-Net runs at half resolution with 4x the input channels, wider and faster on CPUs at equal FLOPs)
+    patch_size: int = 1  # space-to-depth factor of the stem (PixelUnshuffle; 2: the U-Net levels run at half resolution on 4x the input channels; with twice the width, the FLOPs stay those of p=1)
     sketch_condition: bool = False  # also feed the sketch x1 to the U-Net as a second channel at every t (DDBM/I2SB conditioning); torch backend only
 
     def __post_init__(self) -> None:

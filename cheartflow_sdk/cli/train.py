@@ -16,7 +16,7 @@ log = logging.getLogger("cheartflow")
 PRESETS: dict[str, dict[str, Any]] = {
     "default": {},  # ~5.6M parameters, 10.7 MiB in fp16
     "small": {"base_channels": 16, "time_embed_dim": 64},
-    # same FLOPs per image as "small" (~3.8 GFLOP at 128x128) with 4x the parameters: levels at half resolution, twice as wide
+    # the FLOPs per image of "small" (~3.7 GFLOP at 128x128) with 3.8x the parameters: levels at half resolution, twice as wide
     "small-patch2": {"base_channels": 32, "time_embed_dim": 64, "patch_size": 2},
     "tiny": {"base_channels": 8, "channel_mult": (1, 2), "attention_levels": (1,), "time_embed_dim": 32, "groups": 4},
 }
