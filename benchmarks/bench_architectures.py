@@ -74,14 +74,7 @@ def derive(presets: dict[str, dict[str, Any]], peak_bf16: float) -> dict[str, An
         return configs
     ref = next(iter(configs.values()))
     for c in configs.values():
-        lat, thr = c["latency_b1"], c["throughput_ips"]["1step"]
-        c["derived"] = {
-            "speedup_1step_b1": ref["latency_b1"]["1step"]["p50_ms"] / lat["1step"]["p50_ms"],
-            "speedup_2step_b1": ref["latency_b1"]["2step"]["p50_ms"] / lat["2step"]["p50_ms"],
-            **{f"throughput_ratio_1step_b{b}": ips / ref["throughput_ips"]["1step"][b] for b, ips in thr.items()
-               if ref["throughput_ips"]["1step"].get(b)},
-            **{f"fraction_of_bf16_peak_1step_b{b}": ips * c["flops_per_image"] / 1e9 / peak_bf16 for b, ips in thr.items()},
-            "latency_p99_over_p50_1step_b1": lat["1step"]["p99_ms"] / lat["1step"]["p50_ms"]}
+        c["derived"] = engines.speed_ratios(c, ref, c["flops_per_image"], {"bf16": peak_bf16}, "")
     return configs
 
 
@@ -139,9 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad or not names or not wanted:
         raise SystemExit(f"unknown or missing presets/engines {bad}; presets: {sorted(PRESETS)}, engines: {engines.ENGINES}")
     q = args.quick
-    spec = {"batches": list(engines.QUICK_BATCHES if q else engines.BATCHES), "requests": 10 if q else 300,
-            "min_requests": 5 if q else 50, "warmup": 2 if q else 10, "max_seconds": 2.0 if q else 30.0,
-            "throughput_seconds": 0.05 if q else 3.0, "max_iters": 3 if q else 200, "val_sketches": None}
+    spec = {**engines.measurement_spec(q), "val_sketches": None}
     load_start = os.getloadavg()
     t0 = time.perf_counter()
     peak = cpu_bf16_matmul_peak_gflops(256 if q else 2048)

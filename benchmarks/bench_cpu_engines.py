@@ -253,6 +253,13 @@ def val_data(path: str | None, cfg: Any, count: int) -> tuple[np.ndarray, np.nda
     return (np.round(sketches[:, 0] * 255).astype(np.uint8), truth)
 
 
+def measurement_spec(quick: bool, requests: int | None = None) -> dict[str, Any]:
+    """How much the child measures: batch sizes, batch-1 requests (default 300; 10 quick), warm-up and time caps."""
+    return {"batches": list(QUICK_BATCHES if quick else BATCHES), "requests": requests or (10 if quick else 300),
+            "min_requests": 5 if quick else 50, "warmup": 2 if quick else 10, "max_seconds": 2.0 if quick else 30.0,
+            "throughput_seconds": 0.05 if quick else 3.0, "max_iters": 3 if quick else 200}
+
+
 def run_engine(kind: str, spec: dict[str, Any], timeout_s: float) -> dict[str, Any]:
     """One engine in a subprocess of this script (`--child SPEC`); its result dict, or raises RuntimeError."""
     spec_path = Path(spec["out"]) / f"{kind}.spec.json"
@@ -287,27 +294,34 @@ def quality(kind: str, out: Path, gate_ref: np.ndarray, gate_x: np.ndarray, gate
     return q
 
 
+def speed_ratios(c: dict[str, Any], ref: dict[str, Any] | None, flops: float, peaks: dict[str, float],
+                 vs: str) -> dict[str, float]:
+    """One engine's measurements as ratios: p99/p50, speedups and throughput ratios to `ref` (keys named
+    `speedup{vs}_...`, `throughput_ratio{vs}_...`), achieved GFLOP/s and the fraction of each matmul peak."""
+    d: dict[str, float] = {}
+    lat1 = c["latency_b1"]["1step"]
+    d["latency_p99_over_p50_1step_b1"] = lat1["p99_ms"] / lat1["p50_ms"]
+    if ref is not None:
+        d[f"speedup{vs}_1step_b1"] = ref["latency_b1"]["1step"]["p50_ms"] / lat1["p50_ms"]
+        d[f"speedup{vs}_2step_b1"] = ref["latency_b1"]["2step"]["p50_ms"] / c["latency_b1"]["2step"]["p50_ms"]
+        for b, ips in c["throughput_ips"]["1step"].items():
+            base = ref["throughput_ips"]["1step"].get(b)
+            if base:
+                d[f"throughput_ratio{vs}_1step_b{b}"] = ips / base
+    for b, ips in c["throughput_ips"]["1step"].items():
+        d[f"achieved_gflops_1step_b{b}"] = ips * flops / 1e9
+        for peak, gflops in peaks.items():
+            d[f"fraction_of_{peak}_peak_1step_b{b}"] = ips * flops / 1e9 / gflops
+    return d
+
+
 def derive(report: dict[str, Any]) -> None:
     """Ratios to ONNX Runtime fp32 and to the matmul peaks, quality verdicts, the best engine and the order."""
     configs, roof = report["configs"], report["roofline"]
     ref = configs.get(REF)
-    flops = report["flops_per_image"]
+    peaks = {p: roof[f"peak_gflops_{p}"] for p in ("fp32", "bf16") if roof.get(f"peak_gflops_{p}")}
     for name, c in configs.items():
-        d: dict[str, float] = {}
-        lat1 = c["latency_b1"]["1step"]
-        d["latency_p99_over_p50_1step_b1"] = lat1["p99_ms"] / lat1["p50_ms"]
-        if ref is not None:
-            d["speedup_vs_ort_fp32_1step_b1"] = ref["latency_b1"]["1step"]["p50_ms"] / lat1["p50_ms"]
-            d["speedup_vs_ort_fp32_2step_b1"] = ref["latency_b1"]["2step"]["p50_ms"] / c["latency_b1"]["2step"]["p50_ms"]
-            for b, ips in c["throughput_ips"]["1step"].items():
-                base = ref["throughput_ips"]["1step"].get(b)
-                if base:
-                    d[f"throughput_ratio_vs_ort_fp32_1step_b{b}"] = ips / base
-        for b, ips in c["throughput_ips"]["1step"].items():
-            d[f"achieved_gflops_1step_b{b}"] = ips * flops / 1e9
-            for peak in ("fp32", "bf16"):
-                if roof.get(f"peak_gflops_{peak}"):
-                    d[f"fraction_of_{peak}_peak_1step_b{b}"] = ips * flops / 1e9 / roof[f"peak_gflops_{peak}"]
+        d = speed_ratios(c, ref, report["flops_per_image"], peaks, "_vs_ort_fp32")
         q = c.get("quality", {})
         d["passes_quality"] = bool(q.get("gate_psnr_db", 0) >= QUALITY_MIN_PSNR_DB and
                                    q.get("val_ssim_abs_delta_vs_fp32", 0.0) <= QUALITY_MAX_SSIM_DELTA)
@@ -479,10 +493,8 @@ def main(argv: list[str] | None = None) -> int:
         report: dict[str, Any] = {"resolution": res, "flops_per_image": flops_per_image(reference.module, res),
                                   "configs": {}, "skipped": skipped, "roofline": roof}
         del reference
-        spec = {"work": str(work), "out": str(out), "batches": list(QUICK_BATCHES if q else BATCHES),
-                "requests": args.requests or (10 if q else 300), "min_requests": 5 if q else 50,
-                "warmup": 2 if q else 10, "max_seconds": 2.0 if q else 30.0, "throughput_seconds": 0.05 if q else 3.0,
-                "max_iters": 3 if q else 200, "gate_inputs": str(out / "gate_inputs.npz"),
+        spec = {**measurement_spec(q, args.requests), "work": str(work), "out": str(out),
+                "gate_inputs": str(out / "gate_inputs.npz"),
                 "val_sketches": str(out / "val_sketches.npy") if val is not None else None}
         for kind in wanted:
             if kind in skipped:
