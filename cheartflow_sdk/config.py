@@ -20,7 +20,20 @@ LEGACY_TRAIN_FIELDS = {"pair_schedule": "adjacent", "ema_warmup": 0.0}
 
 
 @dataclass
-class ModelConfig:
+class UNetShape:
+    """The shape of a time-conditioned U-Net (`models.unet`): the fields the encoder and the iDDPM baseline share."""
+
+    base_channels: int = 32  # U-Net channels at full resolution
+    channel_mult: tuple[int, ...] = (1, 2, 3, 4)  # channel multiplier per resolution level
+    blocks_per_level: int = 2  # residual blocks per level in the encoder half
+    attention_levels: tuple[int, ...] = (3,)  # level indices (0 = full res) with self-attention
+    time_embed_dim: int = 128  # width of the time-embedding MLP
+    groups: int = 8  # GroupNorm groups
+    dropout: float = 0.0  # dropout inside residual blocks
+
+
+@dataclass
+class ModelConfig(UNetShape):
     """What defines a model: its architecture, its sketch kind and the bridge it was trained on."""
 
     sketch_kind: str = "edges"  # "edges" (Canny) or "labels" (label map rendered to one channel)
@@ -30,13 +43,6 @@ class ModelConfig:
     preconditioning: str = "bridge"  # "bridge": c_in/c_skip/c_out from the bridge's variances, c_skip(1) = 0; "consistency": the legacy sigma_data form
     sigma_x0: float = 0.5  # std of the images x0 in [-1, 1] ("bridge" preconditioning; `cheartflow train` measures it)
     sigma_x1: float = 0.5  # std of the sketches x1 in [-1, 1] ("bridge" preconditioning; measured the same way)
-    base_channels: int = 32  # U-Net channels at full resolution
-    channel_mult: tuple[int, ...] = (1, 2, 3, 4)  # channel multiplier per resolution level
-    blocks_per_level: int = 2  # residual blocks per level in the encoder half
-    attention_levels: tuple[int, ...] = (3,)  # level indices (0 = full res) with self-attention
-    time_embed_dim: int = 128  # width of the time-embedding MLP
-    groups: int = 8  # GroupNorm groups
-    dropout: float = 0.0  # dropout inside residual blocks
     default_schedule: tuple[float, ...] = (0.5,)  # default t_k of the re-noise steps (two-step sampling)
     max_steps: int = 8  # largest step count this model was validated for (more: allow_unvalidated_steps=True)
     patch_size: int = 1  # space-to-depth factor of the stem (PixelUnshuffle; 2: the U-Net levels run at half resolution on 4x the input channels; with twice the width, the FLOPs stay those of p=1)

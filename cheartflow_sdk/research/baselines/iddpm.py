@@ -18,6 +18,7 @@ The schedule arithmetic is float64 numpy, as in the reference implementation (op
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ...config import ModelConfig
+from ...config import ModelConfig, UNetShape
 from ...errors import InvalidInputError
 from ...models.unet import TimeConditionedUNet
 from ...training.base import autocast, ema_update, optimizer_step
@@ -35,7 +36,7 @@ from ._base import BaselineTrainer, check_common_config
 
 
 @dataclass
-class IDDPMConfig:
+class IDDPMConfig(UNetShape):
     """Architecture, diffusion and training of the iDDPM baseline (saved as config.json beside the weights)."""
 
     sketch_kind: str = "edges"  # "edges" or "labels": the sketch kind the model is trained on
@@ -45,13 +46,7 @@ class IDDPMConfig:
     cosine_s: float = 0.008  # offset s of the cosine schedule
     learn_sigma: bool = True  # True: hybrid loss with learned variance (iDDPM); False: epsilon MSE, fixed variance beta_t
     vlb_weight: float = 0.001  # lambda of L_hybrid = L_simple + lambda L_vlb (per-timestep term scaled by lambda * T)
-    base_channels: int = 32  # U-Net channels at full resolution
-    channel_mult: tuple[int, ...] = (1, 2, 3, 4)  # channel multiplier per resolution level
-    blocks_per_level: int = 2  # residual blocks per level in the encoder half
-    attention_levels: tuple[int, ...] = (3,)  # level indices (0 = full res) with self-attention
-    time_embed_dim: int = 128  # width of the time-embedding MLP
-    groups: int = 8  # GroupNorm groups
-    dropout: float = 0.1  # dropout inside residual blocks (iDDPM: 0.1 on small datasets)
+    dropout: float = 0.1  # dropout inside residual blocks (iDDPM: 0.1 on small datasets; the other U-Net fields: UNetShape)
     steps: int = 100_000  # total optimizer steps
     batch_size: int = 64  # images per step
     lr: float = 1e-4  # AdamW learning rate (iDDPM: 1e-4)
@@ -81,10 +76,8 @@ class IDDPMConfig:
 
     def unet_config(self) -> ModelConfig:
         """The U-Net fields as the ModelConfig that TimeConditionedUNet is built from."""
-        return ModelConfig(sketch_kind=self.sketch_kind, resolution=self.resolution, base_channels=self.base_channels,
-                           channel_mult=self.channel_mult, blocks_per_level=self.blocks_per_level,
-                           attention_levels=self.attention_levels, time_embed_dim=self.time_embed_dim,
-                           groups=self.groups, dropout=self.dropout)
+        shape = {f.name: getattr(self, f.name) for f in dataclasses.fields(UNetShape)}
+        return ModelConfig(sketch_kind=self.sketch_kind, resolution=self.resolution, **shape)
 
 
 # --- schedules (float64 numpy) -------------------------------------------------------------------
