@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,6 +104,7 @@ class TrainConfig:
     ema_warmup: float = 10.0  # EMA decay at step n is min(ema_decay, (1 + n) / (ema_warmup + n)), so early checkpoints are not the initial weights; 0 = off
     distance: str = "pseudo_huber"  # "pseudo_huber" (iCT) or "l2"
     huber_c: float = 0.00054  # pseudo-Huber c per sqrt(dimension): c = huber_c * sqrt(C*H*W)
+    ssim_weight: float = 0.0  # adds ssim_weight * sqrt(C*H*W) * (1 - SSIM) to the distance (the val metric's SSIM); 0 = off
     grid: str = "power"  # discretization grid of t in [0,1]: "uniform" or "power" (denser near t=0)
     grid_rho: float = 2.0  # exponent of the "power" grid: t_i = (i/N)**rho
     pair_schedule: str = "gap"  # pairs of Eq. 1: "gap" (t1 = max(0, t2 - gap), gap shrinking per stage, ECT) or "adjacent" (grid, iCT)
@@ -130,6 +132,8 @@ class TrainConfig:
         self.keep_at_minutes = _float_tuple("keep_at_minutes", self.keep_at_minutes)
         if self.distance not in ("pseudo_huber", "l2"):
             raise InvalidInputError(f"distance must be 'pseudo_huber' or 'l2', got {self.distance!r}")
+        if not (math.isfinite(self.ssim_weight) and self.ssim_weight >= 0):
+            raise InvalidInputError(f"ssim_weight must be a finite number >= 0 (0 = off), got {self.ssim_weight}")
         if self.grid not in ("uniform", "power"):
             raise InvalidInputError(f"grid must be 'uniform' or 'power', got {self.grid!r}")
         if self.pair_weighting not in ("inverse_gap", "uniform"):

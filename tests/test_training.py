@@ -26,6 +26,32 @@ def test_pseudo_huber_and_l2():
     np.testing.assert_allclose(losses.l2(a, b).numpy(), 1.0)
 
 
+def test_ssim_dissimilarity_is_one_minus_the_val_metric_and_differentiable():
+    from cheartflow_sdk.research.metrics.image import ssim
+    rng = np.random.default_rng(0)
+    a = rng.uniform(-1, 1, (3, 1, 24, 24)).astype(np.float32)
+    b = np.clip(a + rng.normal(0, 0.3, a.shape), -1, 1).astype(np.float32)
+    pred = torch.tensor(a, requires_grad=True)
+    d = losses.ssim_dissimilarity(pred, torch.tensor(b))
+    np.testing.assert_allclose(d.detach().numpy(), 1 - ssim((a + 1) / 2, (b + 1) / 2), atol=1e-5)
+    assert torch.equal(losses.ssim_dissimilarity(torch.tensor(a), torch.tensor(a)), torch.zeros(3))
+    d.sum().backward()
+    assert torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
+
+
+def test_ssim_weight_adds_the_ssim_term_to_the_distance(phantom_set):
+    images, _, sketches = phantom_set
+    plain, weighted = TrainConfig(steps=1), TrainConfig(steps=1, ssim_weight=0.5)
+    x0, x1 = torch.from_numpy(images[:4]), torch.from_numpy(sketches[:4] * 2 - 1)
+    values = []
+    for cfg in (plain, weighted):
+        trainer = Trainer(images[:8], sketches[:8], ModelConfig(**TINY_MODEL), cfg, "/tmp/unused-cf", device="cpu", resume=False)
+        values.append(float(trainer.loss(x0, x1, torch.Generator().manual_seed(0))[0]))
+    assert values[1] > values[0] > 0  # same pairs and weights (one seed), plus 0.5 sqrt(dim) (1 - SSIM) > 0
+    with pytest.raises(InvalidInputError, match="ssim_weight"):
+        TrainConfig(ssim_weight=-1.0)
+
+
 def test_curriculum_doubles_to_the_end():
     cfg = TrainConfig(steps=600, curriculum_start=10, curriculum_end=80)
     ns = [discretization.intervals_at(s, cfg) for s in range(0, 600, 50)]

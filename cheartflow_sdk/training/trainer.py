@@ -172,6 +172,9 @@ class Trainer(TrainerBase):
             dist = losses.pseudo_huber(pred, target.detach(), self.cfg.huber_c)
         else:
             dist = losses.l2(pred, target.detach())
+        if self.cfg.ssim_weight > 0:
+            # in sqrt(dim) units, as pseudo-Huber's ~||a - b|| scales, so one weight fits every resolution
+            dist = dist + self.cfg.ssim_weight * math.sqrt(pred[0].numel()) * losses.ssim_dissimilarity(pred, target.detach())
         return (weight * dist).mean(), n, stage
 
     def step(self) -> StepResult:
