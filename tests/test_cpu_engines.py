@@ -59,6 +59,34 @@ def test_openvino_reads_our_onnx_with_its_metadata(trained_model_dir, onnx_model
     assert out.shape == (2, 1, enc.config.resolution, enc.config.resolution) and out.dtype == np.uint8
 
 
+def test_openvino_compiles_a_recurring_batch_size_statically_and_stays_within_the_gate(trained_model_dir, onnx_model,
+                                                                                     monkeypatch):
+    pytest.importorskip("openvino")
+    from cheartflow_sdk.backends import openvino_backend
+    from cheartflow_sdk.export import REDUCED_MIN_PSNR_DB
+    from cheartflow_sdk.research.metrics.image import psnr
+
+    monkeypatch.setattr(openvino_backend, "MAX_STATIC_SHAPES", 1)
+    enc = openvino_backend.OpenVINOEncoder(onnx_model)
+    r = enc.config.resolution
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 1, r, r)).astype(np.float32)
+    t = np.full(3, 1.0, np.float32)
+    dynamic = [enc(x, t) for _ in range(openvino_backend.STATIC_AFTER_CALLS - 1)]
+    assert enc.static_batch_sizes == ()  # one-off sizes never pay for a compile
+    static = enc(x, t)
+    assert enc.static_batch_sizes == (3,)
+    for _ in range(openvino_backend.STATIC_AFTER_CALLS):
+        enc(x[:2], t[:2])
+    assert enc.static_batch_sizes == (3,)  # at most MAX_STATIC_SHAPES sizes; batch 2 stays dynamic
+    reference = _reference(trained_model_dir)(x, t)
+    for out in (dynamic[0], static):
+        assert psnr((out + 1) / 2, (reference + 1) / 2).min() >= REDUCED_MIN_PSNR_DB
+    monkeypatch.setattr(openvino_backend, "MAX_STATIC_SHAPES", 4)
+    pipe = cf.load_pipeline(onnx_model, backend="openvino")
+    pipe.warmup((1,), batch_sizes=(2, 5))  # a stream's sizes compiled up front, before any request
+    assert pipe.encoder.static_batch_sizes == (2, 5)
+
+
 def test_openvino_precision_follows_the_cpu(onnx_model, monkeypatch):
     pytest.importorskip("openvino")
     from cheartflow_sdk.backends import openvino_backend

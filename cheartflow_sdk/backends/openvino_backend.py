@@ -8,8 +8,11 @@ Lifecycle, explicit in the class:
    x and t, output x0_hat) is checked;
 2. compile: `Core.compile_model` for the CPU with an inference precision hint (bf16 where the CPU computes
    bf16 in hardware, cpu_features.has_native_bf16(), else f32), the latency hint and one thread per usable
-   core; the batch axis stays dynamic (the plugin caches kernels per shape it has seen);
-3. run: one infer request, numpy float32 in and out.
+   core, with a dynamic batch axis; a batch size that keeps coming back (STATIC_AFTER_CALLS calls) then gets
+   its own static-shape compile (up to MAX_STATIC_SHAPES sizes), which OpenVINO runs about 20% faster
+   (measured on the 2-core AMD EPYC, bf16, edges model: b1 22.7 -> 18.4 ms, b16 352 -> 287 ms) for about
+   1 s of compiling, so one-off calls never pay for it and a stream does once;
+3. run: the infer request of the batch size's static compile, else the dynamic one; numpy float32 in and out.
 
 An int8 IR (NNCF) runs its quantized layers in int8 whatever the hint; the hint applies to the rest.
 `name` says what runs, e.g. "openvino-cpu-bf16" (shown as `pipe.backend`).
@@ -18,6 +21,8 @@ An int8 IR (NNCF) runs its quantized layers in int8 whatever the hint; the hint 
 from __future__ import annotations
 
 import logging
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +37,8 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp32")
 _OV_TYPE = {"bf16": "bf16", "fp32": "f32"}
+STATIC_AFTER_CALLS = 3  # calls with one batch size before it gets its own static-shape compile
+MAX_STATIC_SHAPES = 4  # batch sizes with a static-shape compile; others keep running the dynamic one
 METADATA_SECTION = "cheartflow"  # rt_info section of an IR written by export (ONNX metadata sits in "framework")
 
 
@@ -121,10 +128,13 @@ class OpenVINOEncoder:
         hint = runtime_precision(precision, self.engine_precision, gated_ir=self.path.suffix.lower() == ".xml")
         config = {"INFERENCE_PRECISION_HINT": _OV_TYPE[hint], "PERFORMANCE_HINT": "LATENCY",
                   "INFERENCE_NUM_THREADS": int(self.threads)}
+        self._compile_config = config
         try:
             self.compiled = self._core.compile_model(self.model, "CPU", config)
         except Exception as exc:
             raise ModelMismatchError(f"OpenVINO could not compile {self.path} for the CPU: {exc}") from exc
+        self._static_requests: dict[int, Any] = {}  # batch size -> infer request of its static-shape compile
+        self._calls_per_batch: Counter[int] = Counter()
         self.inference_precision = hint
         self.precision = "int8" if self.engine_precision == "int8" else hint
         # OpenVINO reorders fp32 arithmetic too (measured 2e-4 max abs error, 105 dB), so every precision it runs
@@ -132,7 +142,6 @@ class OpenVINOEncoder:
         self.gate_precision = "int8" if self.precision == "int8" else "reduced"
         self.name = f"openvino-cpu-{self.precision}"
         self._request = self.compiled.create_infer_request()
-        self._output = self.compiled.output(contract.OUTPUT)
         log.info("compiled %s for the CPU: %s (inference precision %s, %d threads)", self.path, self.name, hint,
                  self.threads)
 
@@ -146,5 +155,43 @@ class OpenVINOEncoder:
             raise InvalidInputError(f"expected x [B, 1, {r}, {r}] and t [B], got x {x.shape} and t {t.shape}")
         if len(x) == 0:
             return np.zeros((0, 1, r, r), np.float32)
-        result = self._request.infer({contract.INPUT_X: x, contract.INPUT_T: t})
-        return np.array(result[self._output], dtype=np.float32, copy=True)  # never a view of the request's buffer
+        request = self._request_for(len(x))
+        result = request.infer({contract.INPUT_X: x, contract.INPUT_T: t})
+        return np.array(result[contract.OUTPUT], dtype=np.float32, copy=True)  # never a view of the request's buffer
+
+    @property
+    def static_batch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes that run a static-shape compile (the rest run the dynamic one)."""
+        return tuple(sorted(self._static_requests))
+
+    def prepare_batch_sizes(self, batch_sizes: Iterable[int]) -> None:
+        """Compile these batch sizes with static shapes now (up to MAX_STATIC_SHAPES in all), so a stream
+        of them never pays for it on a request (`Pipeline.warmup(batch_sizes=...)` calls this)."""
+        for batch in batch_sizes:
+            if batch not in self._static_requests and len(self._static_requests) < MAX_STATIC_SHAPES:
+                self._compile_static(int(batch))
+
+    def _request_for(self, batch: int) -> Any:
+        """The infer request for a batch of `batch`: its static-shape compile once the size keeps coming back."""
+        if batch in self._static_requests:
+            return self._static_requests[batch]
+        self._calls_per_batch[batch] += 1
+        if self._calls_per_batch[batch] >= STATIC_AFTER_CALLS and len(self._static_requests) < MAX_STATIC_SHAPES:
+            return self._compile_static(batch)
+        return self._request
+
+    def _compile_static(self, batch: int) -> Any:
+        """Compile `batch` with a static shape and keep its request; the dynamic request if OpenVINO refuses."""
+        r = self.config.resolution
+        model = self.model.clone()
+        model.reshape({contract.INPUT_X: [batch, 1, r, r], contract.INPUT_T: [batch]})
+        try:
+            compiled = self._core.compile_model(model, "CPU", self._compile_config)
+        except Exception as exc:  # keep serving from the dynamic compile, which works for this shape
+            log.warning("OpenVINO could not compile %s for batch %d with a static shape (%s); "
+                        "staying on the dynamic shape", self.path, batch, exc)
+            self._calls_per_batch[batch] = -(10**9)  # never try this size again
+            return self._request
+        self._static_requests[batch] = compiled.create_infer_request()
+        log.info("compiled %s for batch %d with a static shape", self.path, batch)
+        return self._static_requests[batch]
