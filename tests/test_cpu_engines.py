@@ -85,6 +85,15 @@ def test_openvino_compiles_a_recurring_batch_size_statically_and_stays_within_th
     pipe = cf.load_pipeline(onnx_model, backend="openvino")
     pipe.warmup((1,), batch_sizes=(2, 5))  # a stream's sizes compiled up front, before any request
     assert pipe.encoder.static_batch_sizes == (2, 5)
+    two_threads = openvino_backend.OpenVINOEncoder(onnx_model, threads=2)
+    x4, t4 = np.concatenate([x, x[:1]]), np.full(4, 0.7, np.float32)
+    dynamic4 = two_threads(x4, t4)
+    two_threads.prepare_batch_sizes((4, 1))
+    assert two_threads.streams_per_batch == {1: 1, 4: 2}  # an even split over the threads runs one stream each
+    streamed = two_threads(x4, t4)
+    reference4 = _reference(trained_model_dir)(x4, t4)
+    assert psnr((streamed + 1) / 2, (reference4 + 1) / 2).min() >= REDUCED_MIN_PSNR_DB
+    assert psnr((streamed + 1) / 2, (dynamic4 + 1) / 2).min() >= REDUCED_MIN_PSNR_DB  # the shares land in order
 
 
 def test_openvino_precision_follows_the_cpu(onnx_model, monkeypatch):

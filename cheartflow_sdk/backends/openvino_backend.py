@@ -12,7 +12,8 @@ Lifecycle, explicit in the class:
    its own static-shape compile (up to MAX_STATIC_SHAPES sizes), which OpenVINO runs about 20% faster
    (measured on the 2-core AMD EPYC, bf16, edges model: b1 22.7 -> 18.4 ms, b16 352 -> 287 ms) for about
    1 s of compiling, so one-off calls never pay for it and a stream does once;
-3. run: the infer request of the batch size's static compile, else the dynamic one; numpy float32 in and out.
+   A statically compiled batch that splits evenly over the threads runs as one OpenVINO stream per thread;
+3. run: the batch size's static compile, else the dynamic one; numpy float32 in and out.
 
 An int8 IR (NNCF) runs its quantized layers in int8 whatever the hint; the hint applies to the rest.
 `name` says what runs, e.g. "openvino-cpu-bf16" (shown as `pipe.backend`).
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,7 @@ class OpenVINOEncoder:
             self.compiled = self._core.compile_model(self.model, "CPU", config)
         except Exception as exc:
             raise ModelMismatchError(f"OpenVINO could not compile {self.path} for the CPU: {exc}") from exc
-        self._static_requests: dict[int, Any] = {}  # batch size -> infer request of its static-shape compile
+        self._static_runners: dict[int, _RequestRunner | _StreamsRunner] = {}  # batch size -> its static compile
         self._calls_per_batch: Counter[int] = Counter()
         self.inference_precision = hint
         self.precision = "int8" if self.engine_precision == "int8" else hint
@@ -141,7 +142,7 @@ class OpenVINOEncoder:
         # is held to the reduced-precision gate (parity.REDUCED_MIN_PSNR_DB) rather than fp32's 1e-4.
         self.gate_precision = "int8" if self.precision == "int8" else "reduced"
         self.name = f"openvino-cpu-{self.precision}"
-        self._request = self.compiled.create_infer_request()
+        self._request = self.compiled.create_infer_request()  # the dynamic-shape one
         log.info("compiled %s for the CPU: %s (inference precision %s, %d threads)", self.path, self.name, hint,
                  self.threads)
 
@@ -155,43 +156,100 @@ class OpenVINOEncoder:
             raise InvalidInputError(f"expected x [B, 1, {r}, {r}] and t [B], got x {x.shape} and t {t.shape}")
         if len(x) == 0:
             return np.zeros((0, 1, r, r), np.float32)
-        request = self._request_for(len(x))
-        result = request.infer({contract.INPUT_X: x, contract.INPUT_T: t})
-        return np.array(result[contract.OUTPUT], dtype=np.float32, copy=True)  # never a view of the request's buffer
+        return self._runner_for(len(x))(x, t)
 
     @property
     def static_batch_sizes(self) -> tuple[int, ...]:
         """The batch sizes that run a static-shape compile (the rest run the dynamic one)."""
-        return tuple(sorted(self._static_requests))
+        return tuple(sorted(self._static_runners))
+
+    @property
+    def streams_per_batch(self) -> dict[int, int]:
+        """OpenVINO streams each statically compiled batch size runs on (1: one request on every thread)."""
+        return {batch: runner.streams for batch, runner in sorted(self._static_runners.items())}
 
     def prepare_batch_sizes(self, batch_sizes: Iterable[int]) -> None:
         """Compile these batch sizes with static shapes now (up to MAX_STATIC_SHAPES in all), so a stream
         of them never pays for it on a request (`Pipeline.warmup(batch_sizes=...)` calls this)."""
         for batch in batch_sizes:
-            if batch not in self._static_requests and len(self._static_requests) < MAX_STATIC_SHAPES:
+            if batch not in self._static_runners and len(self._static_runners) < MAX_STATIC_SHAPES:
                 self._compile_static(int(batch))
 
-    def _request_for(self, batch: int) -> Any:
-        """The infer request for a batch of `batch`: its static-shape compile once the size keeps coming back."""
-        if batch in self._static_requests:
-            return self._static_requests[batch]
+    def _runner_for(self, batch: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """What runs a batch of `batch`: its static-shape compile once the size keeps coming back, else the
+        dynamic one."""
+        if batch in self._static_runners:
+            return self._static_runners[batch]
         self._calls_per_batch[batch] += 1
-        if self._calls_per_batch[batch] >= STATIC_AFTER_CALLS and len(self._static_requests) < MAX_STATIC_SHAPES:
+        if self._calls_per_batch[batch] >= STATIC_AFTER_CALLS and len(self._static_runners) < MAX_STATIC_SHAPES:
             return self._compile_static(batch)
-        return self._request
+        return self._run_dynamic
 
-    def _compile_static(self, batch: int) -> Any:
-        """Compile `batch` with a static shape and keep its request; the dynamic request if OpenVINO refuses."""
-        r = self.config.resolution
+    def _run_dynamic(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        result = self._request.infer({contract.INPUT_X: x, contract.INPUT_T: t})
+        return np.array(result[contract.OUTPUT], dtype=np.float32, copy=True)  # never a view of the request's buffer
+
+    def _compile_static(self, batch: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """Compile `batch` with a static shape and keep its runner; the dynamic one if OpenVINO refuses.
+
+        A batch that splits evenly over the threads (at least 2 images a thread) runs as that many OpenVINO
+        streams of one thread each, each on its share of the batch (measured +16% images/s at batch 16 on the
+        2-core EPYC: small layers keep one thread busier than they keep two); other sizes run one request on
+        every thread, with the latency hint."""
+        streams = self.threads if self.threads > 1 and batch % self.threads == 0 and batch >= 2 * self.threads else 1
+        r, share = self.config.resolution, batch // streams
         model = self.model.clone()
-        model.reshape({contract.INPUT_X: [batch, 1, r, r], contract.INPUT_T: [batch]})
+        model.reshape({contract.INPUT_X: [share, 1, r, r], contract.INPUT_T: [share]})
+        config = dict(self._compile_config)
+        if streams > 1:
+            config.update({"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams})
         try:
-            compiled = self._core.compile_model(model, "CPU", self._compile_config)
+            compiled = self._core.compile_model(model, "CPU", config)
         except Exception as exc:  # keep serving from the dynamic compile, which works for this shape
             log.warning("OpenVINO could not compile %s for batch %d with a static shape (%s); "
                         "staying on the dynamic shape", self.path, batch, exc)
             self._calls_per_batch[batch] = -(10**9)  # never try this size again
-            return self._request
-        self._static_requests[batch] = compiled.create_infer_request()
-        log.info("compiled %s for batch %d with a static shape", self.path, batch)
-        return self._static_requests[batch]
+            return self._run_dynamic
+        runner = _StreamsRunner(compiled, streams, share) if streams > 1 else _RequestRunner(compiled)
+        self._static_runners[batch] = runner
+        log.info("compiled %s for batch %d with a static shape (%d stream(s))", self.path, batch, streams)
+        return runner
+
+
+class _RequestRunner:
+    """The whole batch on one infer request (all threads, latency hint)."""
+
+    streams = 1
+
+    def __init__(self, compiled: Any):
+        self.request = compiled.create_infer_request()
+
+    def __call__(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        result = self.request.infer({contract.INPUT_X: x, contract.INPUT_T: t})
+        return np.array(result[contract.OUTPUT], dtype=np.float32, copy=True)
+
+
+class _StreamsRunner:
+    """A batch split into equal shares, one per OpenVINO stream, run at once (AsyncInferQueue)."""
+
+    def __init__(self, compiled: Any, streams: int, share: int):
+        from openvino import AsyncInferQueue
+
+        self.streams, self.share = streams, share
+        self.output = compiled.output(contract.OUTPUT)
+        self.queue = AsyncInferQueue(compiled, streams)
+        self.queue.set_callback(self._collect)
+        self._out: np.ndarray | None = None
+
+    def _collect(self, request: Any, index: int) -> None:
+        assert self._out is not None
+        self._out[index * self.share:(index + 1) * self.share] = request.get_tensor(self.output).data
+
+    def __call__(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        self._out = np.empty(x.shape, np.float32)
+        for i in range(len(x) // self.share):
+            part = slice(i * self.share, (i + 1) * self.share)
+            self.queue.start_async({contract.INPUT_X: x[part], contract.INPUT_T: t[part]}, i)
+        self.queue.wait_all()
+        out, self._out = self._out, None
+        return out
