@@ -61,23 +61,24 @@ def write_curves(path: str | Path, runs: dict[str, list[tuple[float, float, floa
 
     from cheartflow_sdk.atomic import atomic_output
 
-    rows = -(-len(runs) // 3)  # legend rows below the plots, three runs per row
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2 + 0.25 * rows))
-    for label, points in runs.items():
+    rows = -(-len(runs) // 2)  # legend rows below the plots, two runs per row
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2 + 0.25 * rows))
+    colors = plt.get_cmap("tab10" if len(runs) <= 10 else "tab20").colors  # one color per run
+    for i, (label, points) in enumerate(runs.items()):
         if not points:
             continue
         minutes, ssim, psnr, _ = zip(*points)
-        axes[0].plot(minutes, ssim, marker="o", ms=3, label=label)
-        axes[1].plot(minutes, psnr, marker="o", ms=3, label=label)
+        axes[0].plot(minutes, ssim, marker="o", ms=3, label=label, color=colors[i % len(colors)])
+        axes[1].plot(minutes, psnr, marker="o", ms=3, label=label, color=colors[i % len(colors)])
     for ax, name in zip(axes, ("val SSIM (one-step)", "val PSNR dB (one-step)")):
         ax.set_xlabel("training wall-clock (minutes)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(rect=(0, 0.07 * rows / (1 + 0.06 * rows), 1, 1))
+    fig.tight_layout(rect=(0, 0.055 * rows / (1 + 0.06 * rows), 1, 1))
     path = Path(path)
     with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
