@@ -66,8 +66,15 @@ def test_openvino_compiles_a_recurring_batch_size_statically_and_stays_within_th
     from cheartflow_sdk.export import REDUCED_MIN_PSNR_DB
     from cheartflow_sdk.research.metrics.image import psnr
 
+    if not cpu_features.has_native_bf16():
+        pytest.skip("static shapes are compiled for bf16 and int8 only, and this CPU has no native bf16")
+    fp32 = openvino_backend.OpenVINOEncoder(onnx_model, precision="fp32")
+    fp32.prepare_batch_sizes((1,))
+    assert fp32.static_batch_sizes == ()  # fp32 stays dynamic (OpenVINO crashes on our static fp32 IR)
     monkeypatch.setattr(openvino_backend, "MAX_STATIC_SHAPES", 1)
     enc = openvino_backend.OpenVINOEncoder(onnx_model)
+    enc.prepare_batch_sizes((openvino_backend.MAX_STATIC_BATCH + 1,))
+    assert enc.static_batch_sizes == ()  # large batches stay dynamic (memory)
     r = enc.config.resolution
     x = np.random.default_rng(0).uniform(-1, 1, (3, 1, r, r)).astype(np.float32)
     t = np.full(3, 1.0, np.float32)

@@ -100,6 +100,24 @@ def test_training_on_phantoms_learns(phantom_set, tmp_path):
     assert [r["step"] for r in lines] == list(range(10, 151, 10))
 
 
+def test_training_with_the_ssim_term_lowers_the_loss_and_raises_one_step_ssim(phantom_set, tmp_path):
+    from cheartflow_sdk.research.metrics.image import ssim, to_unit_range
+    images, _, sketches = phantom_set
+    cfg = TrainConfig(steps=100, batch_size=16, lr=2e-3, warmup_steps=10, ema_decay=0.9, gap_stage_steps=10**6,
+                      ssim_weight=0.5, log_every=10, checkpoint_every=10**6)
+    trainer = Trainer(images, sketches, ModelConfig(**TINY_MODEL), cfg, tmp_path, device="cpu")
+
+    def one_step_ssim():
+        with torch.no_grad():
+            out = trainer.ema(torch.from_numpy(sketches * 2 - 1), torch.ones(len(images))).numpy()
+        return float(ssim(to_unit_range(out), to_unit_range(images)).mean())
+
+    before = one_step_ssim()
+    results = trainer.run(progress=False)
+    assert np.mean([r.loss for r in results[-10:]]) < 0.7 * np.mean([r.loss for r in results[:10]])
+    assert one_step_ssim() > before + 0.05, before
+
+
 def test_resume_continues_exactly(phantom_set, tmp_path):
     images, _, sketches = phantom_set
     mc = ModelConfig(**TINY_MODEL)
