@@ -40,7 +40,7 @@ PRECISIONS = ("auto", "bf16", "fp32")
 _OV_TYPE = {"bf16": "bf16", "fp32": "f32"}
 STATIC_AFTER_CALLS = 3  # calls with one batch size before it gets its own static-shape compile
 MAX_STATIC_SHAPES = 4  # batch sizes with a static-shape compile; others keep running the dynamic one
-MAX_STATIC_BATCH = 16  # larger batches stay dynamic: a static batch-64 compile held ~200 MB more RSS
+MAX_STATIC_BATCH = 16  # larger batches stay dynamic: a static batch-64 compile held ~60-90 MB more RSS after warm-up
 # OpenVINO 2026.4 crashes (SIGSEGV, uncatchable) compiling our fp32 IR (one GroupNormalization op per GroupNorm)
 # with a static batch, so only the reduced-precision hints, where it was measured to work, get static shapes.
 STATIC_PRECISIONS = ("bf16", "int8")
