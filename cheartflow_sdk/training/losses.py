@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..research.metrics.image import SSIM_K1, SSIM_K2, gaussian_window
+from ..research.metrics.image import SSIM_K1, SSIM_K2, gaussian_window, ssim_map_with_filter
 
 
 def pseudo_huber(a: torch.Tensor, b: torch.Tensor, c_per_sqrt_dim: float) -> torch.Tensor:
@@ -39,10 +39,5 @@ def ssim_dissimilarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     def blur(z: torch.Tensor) -> torch.Tensor:
         return F.conv2d(F.conv2d(z, rows, groups=channels), cols, groups=channels)
 
-    mu_x, mu_y = blur(x), blur(y)
-    var_x = blur(x * x) - mu_x * mu_x
-    var_y = blur(y * y) - mu_y * mu_y
-    cov = blur(x * y) - mu_x * mu_y
-    c1, c2 = SSIM_K1**2, SSIM_K2**2
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    ssim_map = ssim_map_with_filter(x, y, blur, SSIM_K1**2, SSIM_K2**2)
     return 1.0 - ssim_map.flatten(1).mean(dim=1)

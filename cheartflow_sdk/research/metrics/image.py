@@ -9,6 +9,9 @@ border is left out, as skimage does). Images are ``[B, 1, H, W]``, ``[B, H, W]``
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from ...errors import InvalidInputError
@@ -79,11 +82,16 @@ def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float = 1.0, *, sigma: fl
     w = gaussian_window(sigma, truncate)
     if min(x.shape[1:]) < len(w):
         raise InvalidInputError(f"ssim: images must be at least {len(w)}x{len(w)} pixels (the window), got {x.shape[1]}x{x.shape[2]}")
-    mu_x, mu_y = _filter_valid(x, w), _filter_valid(y, w)
-    var_x = _filter_valid(x * x, w) - mu_x * mu_x
-    var_y = _filter_valid(y * y, w) - mu_y * mu_y
-    cov = _filter_valid(x * y, w) - mu_x * mu_y
-    c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
+    return ssim_map_with_filter(x, y, lambda z: _filter_valid(z, w), (k1 * data_range) ** 2, (k2 * data_range) ** 2)
+
+
+def ssim_map_with_filter(x: Any, y: Any, local_mean: Callable[[Any], Any], c1: float, c2: float) -> Any:
+    """SSIM's formula from the local moments that `local_mean` (the window filter) gives, for numpy arrays or
+    torch tensors alike (the training loss uses it with a torch convolution, so it stays differentiable)."""
+    mu_x, mu_y = local_mean(x), local_mean(y)
+    var_x = local_mean(x * x) - mu_x * mu_x
+    var_y = local_mean(y * y) - mu_y * mu_y
+    cov = local_mean(x * y) - mu_x * mu_y
     return ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
 
 
