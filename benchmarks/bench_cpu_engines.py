@@ -16,10 +16,13 @@ quality gate is listed as not measured, with the reason):
     onnxruntime-int8     static int8 QDQ (`--format onnx-int8`), calibrated on --calibration
     openvino-int8        NNCF int8 IR (`--format openvino-int8`), calibrated on --calibration
 
-Only when named in --engines (the comparison of the GroupNorm forms, fused_groupnorm.py):
+Only when named in --engines (the comparison of the GroupNorm forms; the IRs above use the default,
+"channelwise", onnx_groupnorm.ChannelwiseGroupNorm):
 
     openvino-fp32-two-pass, openvino-bf16-two-pass   the OpenVINO IR built from the two-pass GroupNorm graph
-                         (`groupnorm="two-pass"`) instead of one GroupNormalization op per GroupNorm
+                         (`groupnorm="two-pass"`)
+    openvino-bf16-fused, openvino-int8-fused         the OpenVINO IRs with one GroupNormalization op per
+                         GroupNorm (`groupnorm="fused"`)
 
 For each engine, in a fresh subprocess (so its peak RSS is its own): batch-1 host-to-host latency p50/p99
 (uint8 sketch in, uint8 image out, through Pipeline) for 1 and 2 steps, 1-step throughput at batch
@@ -69,8 +72,26 @@ log = logging.getLogger("bench_cpu_engines")
 
 ENGINES = ("onnxruntime-fp32", "torch-eager-fp32", "torch-eager-bf16", "torch-compiled-fp32", "openvino-fp32",
            "openvino-bf16", "onnxruntime-int8", "openvino-int8")
-OPT_IN_ENGINES = ("openvino-fp32-two-pass", "openvino-bf16-two-pass")  # measured only when --engines names them
-TWO_PASS_IR = "model.openvino-two-pass.xml"
+# measured only when --engines names them: OpenVINO IRs of another GroupNorm form, named "<engine>-<form>"
+OPT_IN_ENGINES = ("openvino-fp32-two-pass", "openvino-bf16-two-pass", "openvino-bf16-fused", "openvino-int8-fused")
+OPT_IN_FORMS = ("two-pass", "fused")
+
+
+def groupnorm_variant(kind: str) -> tuple[str, str | None]:
+    """("openvino-bf16", "fused") for "openvino-bf16-fused"; (kind, None) for an engine of the default form."""
+    for form in OPT_IN_FORMS:
+        if kind.endswith("-" + form):
+            return kind[:-len(form) - 1], form
+    return kind, None
+
+
+def variant_ir(kind: str) -> str:
+    """The IR file name of an OpenVINO engine kind, e.g. model.int8-fused.xml for "openvino-int8-fused"."""
+    from cheartflow_sdk import contract
+
+    base, form = groupnorm_variant(kind)
+    name = contract.OPENVINO_INT8_FILENAME if base == "openvino-int8" else contract.OPENVINO_FILENAME
+    return name if form is None else name.replace(".xml", f"-{form}.xml")
 REF = "onnxruntime-fp32"
 BATCHES = (1, 8, 16, 64)
 QUICK_BATCHES = (1, 4)
@@ -132,8 +153,10 @@ def open_engine(kind: str, work: Path) -> tuple[Any, Path]:
     if kind.startswith(("openvino-fp32", "openvino-bf16")):
         from cheartflow_sdk.backends.openvino_backend import OpenVINOEncoder
 
-        path = work / (TWO_PASS_IR if kind.endswith("-two-pass") else contract.OPENVINO_FILENAME)
+        path = work / variant_ir(kind)
         return OpenVINOEncoder(path, device="cpu", precision=kind.split("-")[1]), path
+    if kind == "openvino-int8-fused":
+        return registry.open_encoder(work / variant_ir(kind), "openvino", "cpu"), work / variant_ir(kind)
     files = {"onnxruntime-fp32": (contract.ONNX_FILENAME, "onnxruntime"), "torch-eager-fp32": (None, "torch"),
              "torch-compiled-fp32": (contract.COMPILED_FILENAME, "torch-compiled"),
              "onnxruntime-int8": (contract.ONNX_INT8_FILENAME, "onnxruntime"),
@@ -208,9 +231,11 @@ def prepare_engines(model_dir: Path, work: Path, wanted: list[str], args: argpar
         shutil.copy(model_dir / name, work / name)
     exports = {"onnxruntime-fp32": ("onnx", {}), "torch-compiled-fp32": ("torch-compiled", {"device": "cpu"}),
                "openvino-fp32": ("openvino", {}), "openvino-bf16": ("openvino", {}),
-               **{kind: ("openvino", {"out": work / TWO_PASS_IR, "groupnorm": "two-pass"}) for kind in OPT_IN_ENGINES},
                "onnxruntime-int8": ("onnx-int8", {"calibration": args.calibration, "calibration_count": args.calibration_count}),
                "openvino-int8": ("openvino-int8", {"calibration": args.calibration, "calibration_count": args.calibration_count})}
+    for kind in OPT_IN_ENGINES:
+        fmt, opts = exports[groupnorm_variant(kind)[0]]
+        exports[kind] = (fmt, {**opts, "out": work / variant_ir(kind), "groupnorm": groupnorm_variant(kind)[1]})
     facts: dict[str, dict[str, Any]] = {}
     done: dict[tuple[str, str | None], Any] = {}
     for kind in wanted:

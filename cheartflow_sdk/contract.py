@@ -73,8 +73,9 @@ META_BATCH_BUCKETS = "cheartflow.batch_buckets"  # JSON list: profiles / CUDA-gr
 META_GATE_PSNR = "cheartflow.gate_psnr_db"  # output PSNR vs the fp32 PyTorch encoder on the gate sketches
 META_CPU_ISA = "cheartflow.cpu_isa"  # cpu_features.isa_class() of the CPU the gate ran on
 META_CALIBRATION = "cheartflow.calibration"  # int8: the calibration data (file name, count, sketch kind)
-META_GROUPNORM = "cheartflow.groupnorm"  # how GroupNorm is written: "two-pass" (ONNX Runtime) or "fused" (OpenVINO)
-GROUPNORM_FORMS = ("two-pass", "fused")  # the values of META_GROUPNORM
+META_GROUPNORM = "cheartflow.groupnorm"  # how GroupNorm is written: "two-pass" (ONNX Runtime), "fused" or "channelwise" (OpenVINO)
+GROUPNORM_FORMS = ("two-pass", "fused", "channelwise")  # the values of META_GROUPNORM
+OPENVINO_ONLY_GROUPNORM_FORMS = ("fused", "channelwise")  # forms ONNX Runtime computes less exactly than its fp32 gate
 # Sidecar-only keys: what a GPU engine was built with, checked at load.
 META_ENGINE_SHA256 = "cheartflow.engine_sha256"  # hash of the engine file the sidecar describes
 META_DEVICE = "cheartflow.device"  # "cuda" or "cpu" (compiled packages are built for one)

@@ -34,7 +34,7 @@ def test_quick_run_writes_side_by_side_results(trained_model_dir, val_npz, tmp_p
     pytest.importorskip("matplotlib")
     engines = ["onnxruntime-fp32", "torch-eager-bf16", "onnxruntime-int8"]
     if importlib.util.find_spec("openvino") is not None:
-        engines.append("openvino-fp32")
+        engines += ["openvino-fp32", "openvino-int8-fused"]  # an opt-in GroupNorm form beside the default one
     out = tmp_path / "results"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run([sys.executable, str(SCRIPT), "--model", str(trained_model_dir), "--quick", "--engines",
@@ -67,6 +67,8 @@ def test_quick_run_writes_side_by_side_results(trained_model_dir, val_npz, tmp_p
     assert ref["backend"] == "onnxruntime-cpu"
     if "onnxruntime-int8" in doc["configs"]:
         assert doc["configs"]["onnxruntime-int8"]["backend"] == "onnxruntime-cpu-int8"
+    if "openvino-int8-fused" in doc["configs"]:
+        assert doc["configs"]["openvino-int8-fused"]["backend"] == "openvino-cpu-int8"
     from cheartflow_sdk.backends.registry import CPU_ORDER
 
     assert sorted(doc["registry_order_measured"]) == sorted(CPU_ORDER)

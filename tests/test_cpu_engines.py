@@ -59,48 +59,42 @@ def test_openvino_reads_our_onnx_with_its_metadata(trained_model_dir, onnx_model
     assert out.shape == (2, 1, enc.config.resolution, enc.config.resolution) and out.dtype == np.uint8
 
 
-def test_openvino_compiles_a_recurring_batch_size_statically_and_stays_within_the_gate(trained_model_dir, onnx_model,
-                                                                                     monkeypatch):
+def test_openvino_runs_every_batch_size_on_two_static_graphs_within_the_gate(trained_model_dir, onnx_model,
+                                                                           monkeypatch):
     pytest.importorskip("openvino")
     from cheartflow_sdk.backends import openvino_backend
+    from cheartflow_sdk.errors import ModelMismatchError
     from cheartflow_sdk.export import REDUCED_MIN_PSNR_DB
     from cheartflow_sdk.research.metrics.image import psnr
 
     if not cpu_features.has_native_bf16():
         pytest.skip("static shapes are compiled for bf16 and int8 only, and this CPU has no native bf16")
     fp32 = openvino_backend.OpenVINOEncoder(onnx_model, precision="fp32")
-    fp32.prepare_batch_sizes((1,))
-    assert fp32.static_batch_sizes == ()  # fp32 stays dynamic (OpenVINO crashes on our static fp32 IR)
-    monkeypatch.setattr(openvino_backend, "MAX_STATIC_SHAPES", 1)
-    enc = openvino_backend.OpenVINOEncoder(onnx_model)
-    enc.prepare_batch_sizes((openvino_backend.MAX_STATIC_BATCH + 1,))
-    assert enc.static_batch_sizes == ()  # large batches stay dynamic (memory)
-    r = enc.config.resolution
-    x = np.random.default_rng(0).uniform(-1, 1, (3, 1, r, r)).astype(np.float32)
-    t = np.full(3, 1.0, np.float32)
-    dynamic = [enc(x, t) for _ in range(openvino_backend.STATIC_AFTER_CALLS - 1)]
-    assert enc.static_batch_sizes == ()  # one-off sizes never pay for a compile
-    static = enc(x, t)
-    assert enc.static_batch_sizes == (3,)
-    for _ in range(openvino_backend.STATIC_AFTER_CALLS):
-        enc(x[:2], t[:2])
-    assert enc.static_batch_sizes == (3,)  # at most MAX_STATIC_SHAPES sizes; batch 2 stays dynamic
-    reference = _reference(trained_model_dir)(x, t)
-    for out in (dynamic[0], static):
-        assert psnr((out + 1) / 2, (reference + 1) / 2).min() >= REDUCED_MIN_PSNR_DB
-    monkeypatch.setattr(openvino_backend, "MAX_STATIC_SHAPES", 4)
-    pipe = cf.load_pipeline(onnx_model, backend="openvino")
-    pipe.warmup((1,), batch_sizes=(2, 5))  # a stream's sizes compiled up front, before any request
-    assert pipe.encoder.static_batch_sizes == (2, 5)
+    assert fp32.layout == "dynamic batch"  # OpenVINO crashes on our static fp32 IR
     two_threads = openvino_backend.OpenVINOEncoder(onnx_model, threads=2)
-    x4, t4 = np.concatenate([x, x[:1]]), np.full(4, 0.7, np.float32)
-    dynamic4 = two_threads(x4, t4)
-    two_threads.prepare_batch_sizes((4, 1))
-    assert two_threads.streams_per_batch == {1: 1, 4: 2}  # an even split over the threads runs one stream each
-    streamed = two_threads(x4, t4)
-    reference4 = _reference(trained_model_dir)(x4, t4)
-    assert psnr((streamed + 1) / 2, (reference4 + 1) / 2).min() >= REDUCED_MIN_PSNR_DB
-    assert psnr((streamed + 1) / 2, (dynamic4 + 1) / 2).min() >= REDUCED_MIN_PSNR_DB  # the shares land in order
+    assert two_threads.layout == f"static: 1 image + 2 streams x {openvino_backend.CHUNK} images"
+    one_thread = openvino_backend.OpenVINOEncoder(onnx_model, threads=1)
+    assert one_thread.layout == "static: 1 image"
+    r = two_threads.config.resolution
+    x = np.random.default_rng(0).uniform(-1, 1, (7, 1, r, r)).astype(np.float32)
+    t = np.linspace(0.3, 1.0, 7).astype(np.float32)
+    reference = _reference(trained_model_dir)(x, t)
+    one_by_one = np.concatenate([two_threads(x[i:i + 1], t[i:i + 1]) for i in range(len(x))])
+    for enc, batch in [(two_threads, 7), (two_threads, 6), (two_threads, 2), (one_thread, 3), (fp32, 5)]:
+        out = enc(x[:batch], t[:batch])
+        assert out.shape == (batch, 1, r, r)
+        assert psnr((out + 1) / 2, (reference[:batch] + 1) / 2).min() >= REDUCED_MIN_PSNR_DB
+        # chunks land in input order: each image matches its own single-image call
+        assert psnr((out + 1) / 2, (one_by_one[:batch] + 1) / 2).min() >= REDUCED_MIN_PSNR_DB
+
+    def refuse(self, batch):
+        raise ModelMismatchError("static shape refused (test)")
+
+    monkeypatch.setattr(openvino_backend.OpenVINOEncoder, "_static_model", refuse)
+    refused = openvino_backend.OpenVINOEncoder(onnx_model, threads=2)
+    assert refused.layout == "dynamic batch"  # a refusal falls back to the dynamic compile
+    out = refused(x[:3], t[:3])
+    assert psnr((out + 1) / 2, (reference[:3] + 1) / 2).min() >= REDUCED_MIN_PSNR_DB
 
 
 def test_openvino_precision_follows_the_cpu(onnx_model, monkeypatch):

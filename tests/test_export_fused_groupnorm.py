@@ -1,4 +1,5 @@
-"""GroupNorm as one ONNX op (groupnorm="fused"): the graph's shape, and the same outputs as the two-pass graph."""
+"""GroupNorm as one ONNX op (groupnorm="fused") or from per-channel statistics (groupnorm="channelwise"): the
+graphs' shape, and the same outputs as the two-pass graph."""
 
 import numpy as np
 import pytest
@@ -62,7 +63,39 @@ def test_fused_graph_gives_the_two_pass_outputs_in_openvino(model_copy, onnx_mod
     assert report.max_abs_error <= FP32_MAX_ABS_ERROR  # fp32 in OpenVINO stays within even the fp32 gate here
 
 
-@pytest.mark.parametrize("groupnorm", ["fused", "two-pass"])
+def test_channelwise_group_norm_computes_nn_group_norm():
+    import torch
+
+    from cheartflow_sdk.export.onnx_groupnorm import ChannelwiseGroupNorm, with_group_norm_class
+
+    norm = nn.GroupNorm(4, 16)
+    torch.nn.init.normal_(norm.weight)
+    torch.nn.init.normal_(norm.bias)
+    x = torch.randn(3, 16, 9, 7) * 5 + 2
+    channelwise = with_group_norm_class(nn.Sequential(norm), ChannelwiseGroupNorm)
+    assert type(channelwise[0]) is ChannelwiseGroupNorm and type(norm) is nn.GroupNorm  # a copy; the original kept
+    with torch.no_grad():
+        assert torch.allclose(channelwise(x), norm(x), atol=1e-5)
+
+
+def test_channelwise_graph_reshapes_only_the_statistics_and_matches_in_openvino(model_copy, onnx_model, tmp_path):
+    pytest.importorskip("openvino")
+    from cheartflow_sdk.backends.openvino_backend import OpenVINOEncoder
+
+    path, report = export_onnx(model_copy, tmp_path / "gated.channelwise.onnx", groupnorm="channelwise")
+    assert report is not None and report.finite  # gated in OpenVINO
+    proto = onnx.load(str(path))
+    ops = [n.op_type for n in proto.graph.node]
+    assert "GroupNormalization" not in ops and "InstanceNormalization" not in ops
+    assert ops.count("ReduceMean") >= 2 * _group_norm_count(model_copy) > 0  # spatial means, then group means
+    assert {p.key: p.value for p in proto.metadata_props}[contract.META_GROUPNORM] == "channelwise"
+    x, t = parity_inputs(RES)
+    channelwise = OpenVINOEncoder(path, device="cpu", precision="fp32")
+    two_pass = OpenVINOEncoder(onnx_model, device="cpu", precision="fp32")
+    assert np.abs(channelwise(x, t) - two_pass(x, t)).max() <= 10 * FP32_MAX_ABS_ERROR  # fp32, reduced in another order
+
+
+@pytest.mark.parametrize("groupnorm", ["channelwise", "fused", "two-pass"])
 def test_openvino_export_reads_the_asked_groupnorm_form(model_copy, groupnorm):
     ov = pytest.importorskip("openvino")
     from cheartflow_sdk.backends.openvino_backend import OpenVINOEncoder
@@ -75,11 +108,22 @@ def test_openvino_export_reads_the_asked_groupnorm_form(model_copy, groupnorm):
     assert OpenVINOEncoder(path).metadata[contract.META_GROUPNORM] == groupnorm
 
 
+def test_openvino_exports_default_to_the_channelwise_form():
+    import inspect
+
+    from cheartflow_sdk.export.openvino_export import export_openvino, export_openvino_int8
+
+    for fn in (export_openvino, export_openvino_int8):
+        assert inspect.signature(fn).parameters["groupnorm"].default == "channelwise"
+
+
 def test_bad_groupnorm_options_are_refused(model_copy, tmp_path):
     with pytest.raises(ValueError, match="groupnorm must be one of"):
         export_onnx(model_copy, tmp_path / "x.onnx", groupnorm="instance")
     with pytest.raises(ValueError, match="fp32 only"):
         export_onnx(model_copy, tmp_path / "x.onnx", groupnorm="fused", precision="fp16")
+    with pytest.raises(ValueError, match="fp32 only"):
+        export_onnx(model_copy, tmp_path / "x.onnx", groupnorm="channelwise", precision="fp16")
     assert not list(tmp_path.glob("x.onnx*"))
 
 

@@ -7,13 +7,17 @@ Lifecycle, explicit in the class:
    by `cheartflow export --format openvino[-int8]` keeps them under "cheartflow"); the IO contract (inputs
    x and t, output x0_hat) is checked;
 2. compile: `Core.compile_model` for the CPU with an inference precision hint (bf16 where the CPU computes
-   bf16 in hardware, cpu_features.has_native_bf16(), else f32), the latency hint and one thread per usable
-   core, with a dynamic batch axis; in bf16 and int8, a batch size up to MAX_STATIC_BATCH that keeps coming
-   back (STATIC_AFTER_CALLS calls) then gets its own static-shape compile (up to MAX_STATIC_SHAPES sizes), which OpenVINO runs about 20% faster
-   (measured on the 2-core AMD EPYC, bf16, edges model: b1 22.7 -> 18.4 ms, b16 352 -> 287 ms) for about
-   1 s of compiling, so one-off calls never pay for it and a stream does once.
-   A statically compiled batch that splits evenly over the threads runs as one OpenVINO stream per thread;
-3. run: the batch size's static compile, else the dynamic one; numpy float32 in and out.
+   bf16 in hardware, cpu_features.has_native_bf16(), else f32) and one thread per usable core. In bf16 and
+   int8 it compiles two static-shape graphs, which OpenVINO runs about 20% faster than a dynamic batch axis:
+   one image on every thread (the latency hint), and, with more than one thread, CHUNK images per OpenVINO
+   stream with one stream per thread (the throughput hint). fp32 gets one dynamic-batch compile instead
+   (OpenVINO 2026.4 crashes compiling our fp32 IR with a static batch), as does any model OpenVINO will not
+   compile statically;
+3. run: a single image on the latency graph; a batch as chunks of CHUNK images spread over the streams (an
+   odd last image on the latency graph); numpy float32 in and out. Every batch size runs on the same two
+   compiled graphs, so memory does not grow with the sizes a stream sends (measured on the 2-core AMD EPYC,
+   int8 edges model: about 40 MB per compiled graph, one per stream; chunks of 2, 4 or 8 gave the same
+   images/s at batch 16).
 
 An int8 IR (NNCF) runs its quantized layers in int8 whatever the hint; the hint applies to the rest.
 `name` says what runs, e.g. "openvino-cpu-bf16" (shown as `pipe.backend`).
@@ -22,8 +26,6 @@ An int8 IR (NNCF) runs its quantized layers in int8 whatever the hint; the hint 
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +40,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "bf16", "fp32")
 _OV_TYPE = {"bf16": "bf16", "fp32": "f32"}
-STATIC_AFTER_CALLS = 3  # calls with one batch size before it gets its own static-shape compile
-MAX_STATIC_SHAPES = 4  # batch sizes with a static-shape compile; others keep running the dynamic one
-MAX_STATIC_BATCH = 16  # larger batches stay dynamic: a static batch-64 compile held ~60-90 MB more RSS after warm-up
+CHUNK = 2  # images per stream request of a multi-image batch (2, 4 and 8 measured level at batch 16; 2 needs least memory)
 # OpenVINO 2026.4 crashes (SIGSEGV, uncatchable) compiling our fp32 IR (one GroupNormalization op per GroupNorm)
 # with a static batch, so only the reduced-precision hints, where it was measured to work, get static shapes.
 STATIC_PRECISIONS = ("bf16", "int8")
@@ -131,25 +131,58 @@ class OpenVINOEncoder:
 
     def _compile(self, precision: str) -> None:
         hint = runtime_precision(precision, self.engine_precision, gated_ir=self.path.suffix.lower() == ".xml")
-        config = {"INFERENCE_PRECISION_HINT": _OV_TYPE[hint], "PERFORMANCE_HINT": "LATENCY",
-                  "INFERENCE_NUM_THREADS": int(self.threads)}
-        self._compile_config = config
-        try:
-            self.compiled = self._core.compile_model(self.model, "CPU", config)
-        except Exception as exc:
-            raise ModelMismatchError(f"OpenVINO could not compile {self.path} for the CPU: {exc}") from exc
-        self._static_runners: dict[int, _RequestRunner | _StreamsRunner] = {}  # batch size -> its static compile
-        self._calls_per_batch: Counter[int] = Counter()
-        self._refused_batches: set[int] = set()  # sizes OpenVINO would not compile statically: never retried
+        self._base_config = {"INFERENCE_PRECISION_HINT": _OV_TYPE[hint], "INFERENCE_NUM_THREADS": int(self.threads)}
         self.inference_precision = hint
         self.precision = "int8" if self.engine_precision == "int8" else hint
         # OpenVINO reorders fp32 arithmetic too (measured 2e-4 max abs error, 105 dB), so every precision it runs
         # is held to the reduced-precision gate (parity.REDUCED_MIN_PSNR_DB) rather than fp32's 1e-4.
         self.gate_precision = "int8" if self.precision == "int8" else "reduced"
         self.name = f"openvino-cpu-{self.precision}"
-        self._dynamic = _RequestRunner(self.compiled)  # every batch size the static compiles do not take
-        log.info("compiled %s for the CPU: %s (inference precision %s, %d threads)", self.path, self.name, hint,
-                 self.threads)
+        self._single: _RequestRunner | None = None  # one image, static shape, every thread
+        self._streams: _StreamsRunner | None = None  # CHUNK images per stream, one stream per thread
+        self._dynamic: _RequestRunner | None = None  # any batch, dynamic batch axis
+        if self.precision in STATIC_PRECISIONS:
+            self._compile_static()
+        if self._single is None:
+            self._dynamic = _RequestRunner(self._compile_for(self.model, "LATENCY"))
+        log.info("compiled %s for the CPU: %s (inference precision %s, %d threads, %s)", self.path, self.name, hint,
+                 self.threads, self.layout)
+
+    def _compile_for(self, model: Any, hint: str, streams: int = 1) -> Any:
+        config = {**self._base_config, "PERFORMANCE_HINT": hint}
+        if hint == "THROUGHPUT":
+            config["NUM_STREAMS"] = streams
+        try:
+            return self._core.compile_model(model, "CPU", config)
+        except Exception as exc:
+            raise ModelMismatchError(f"OpenVINO could not compile {self.path} for the CPU: {exc}") from exc
+
+    def _static_model(self, batch: int) -> Any:
+        r = self.config.resolution
+        model = self.model.clone()
+        model.reshape({contract.INPUT_X: [batch, 1, r, r], contract.INPUT_T: [batch]})
+        return model
+
+    def _compile_static(self) -> None:
+        """The latency graph and (with more than one thread) the streams graph; on a refusal neither, and
+        the dynamic compile serves every batch."""
+        try:
+            self._single = _RequestRunner(self._compile_for(self._static_model(1), "LATENCY"))
+            if self.threads > 1:
+                compiled = self._compile_for(self._static_model(CHUNK), "THROUGHPUT", self.threads)
+                self._streams = _StreamsRunner(compiled, self.threads, CHUNK)
+        except ModelMismatchError as exc:  # the dynamic compile works for every shape
+            log.warning("%s; staying on a dynamic batch axis", exc)
+            self._single = self._streams = None
+
+    @property
+    def layout(self) -> str:
+        """How batches run: "static: 1 image + 2 streams x 2 images", "static: 1 image" or "dynamic batch"."""
+        if self._single is None:
+            return "dynamic batch"
+        if self._streams is None:
+            return "static: 1 image"
+        return f"static: 1 image + {self._streams.streams} streams x {CHUNK} images"
 
     # ------------------------------------------------------------------ 3. run
 
@@ -161,65 +194,18 @@ class OpenVINOEncoder:
             raise InvalidInputError(f"expected x [B, 1, {r}, {r}] and t [B], got x {x.shape} and t {t.shape}")
         if len(x) == 0:
             return np.zeros((0, 1, r, r), np.float32)
-        return self._runner_for(len(x))(x, t)
-
-    @property
-    def static_batch_sizes(self) -> tuple[int, ...]:
-        """The batch sizes that run a static-shape compile (the rest run the dynamic one)."""
-        return tuple(sorted(self._static_runners))
-
-    @property
-    def streams_per_batch(self) -> dict[int, int]:
-        """OpenVINO streams each statically compiled batch size runs on (1: one request on every thread)."""
-        return {batch: runner.streams for batch, runner in sorted(self._static_runners.items())}
-
-    def prepare_batch_sizes(self, batch_sizes: Iterable[int]) -> None:
-        """Compile these batch sizes with static shapes now (bf16/int8, batches up to MAX_STATIC_BATCH, up to
-        MAX_STATIC_SHAPES sizes in all), so a stream
-        of them never pays for it on a request (`Pipeline.warmup(batch_sizes=...)` calls this)."""
-        for batch in batch_sizes:
-            if batch not in self._static_runners and self._may_compile_static(int(batch)):
-                self._compile_static(int(batch))
-
-    def _may_compile_static(self, batch: int) -> bool:
-        return (self.precision in STATIC_PRECISIONS and batch <= MAX_STATIC_BATCH
-                and batch not in self._refused_batches and len(self._static_runners) < MAX_STATIC_SHAPES)
-
-    def _runner_for(self, batch: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        """What runs a batch of `batch`: its static-shape compile once the size keeps coming back, else the
-        dynamic one."""
-        if batch in self._static_runners:
-            return self._static_runners[batch]
-        self._calls_per_batch[batch] += 1
-        if self._calls_per_batch[batch] >= STATIC_AFTER_CALLS and self._may_compile_static(batch):
-            return self._compile_static(batch)
-        return self._dynamic
-
-    def _compile_static(self, batch: int) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-        """Compile `batch` with a static shape and keep its runner; the dynamic one if OpenVINO refuses.
-
-        A batch that splits evenly over the threads (at least 2 images a thread) runs as that many OpenVINO
-        streams of one thread each, each on its share of the batch (measured +16% images/s at batch 16 on the
-        2-core EPYC: small layers keep one thread busier than they keep two); other sizes run one request on
-        every thread, with the latency hint."""
-        streams = self.threads if self.threads > 1 and batch % self.threads == 0 and batch >= 2 * self.threads else 1
-        r, share = self.config.resolution, batch // streams
-        model = self.model.clone()
-        model.reshape({contract.INPUT_X: [share, 1, r, r], contract.INPUT_T: [share]})
-        config = dict(self._compile_config)
-        if streams > 1:
-            config.update({"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": streams})
-        try:
-            compiled = self._core.compile_model(model, "CPU", config)
-        except Exception as exc:  # keep serving from the dynamic compile, which works for this shape
-            log.warning("OpenVINO could not compile %s for batch %d with a static shape (%s); "
-                        "staying on the dynamic shape", self.path, batch, exc)
-            self._refused_batches.add(batch)
-            return self._dynamic
-        runner = _StreamsRunner(compiled, streams, share) if streams > 1 else _RequestRunner(compiled)
-        self._static_runners[batch] = runner
-        log.info("compiled %s for batch %d with a static shape (%d stream(s))", self.path, batch, streams)
-        return runner
+        if self._single is None:
+            assert self._dynamic is not None
+            return self._dynamic(x, t)
+        if len(x) == 1:
+            return self._single(x, t)
+        if self._streams is None:
+            return np.concatenate([self._single(x[i:i + 1], t[i:i + 1]) for i in range(len(x))])
+        even = len(x) - len(x) % CHUNK
+        out = self._streams(x[:even], t[:even])
+        if even < len(x):
+            out = np.concatenate([out, self._single(x[even:], t[even:])])
+        return out
 
 
 class _RequestRunner:
@@ -236,7 +222,8 @@ class _RequestRunner:
 
 
 class _StreamsRunner:
-    """A batch split into equal shares, one per OpenVINO stream, run at once (AsyncInferQueue)."""
+    """A batch cut into chunks of `share` images, run on `streams` OpenVINO streams at once (AsyncInferQueue
+    hands each chunk to the next free stream)."""
 
     def __init__(self, compiled: Any, streams: int, share: int):
         from openvino import AsyncInferQueue
@@ -252,6 +239,7 @@ class _StreamsRunner:
         self._out[index * self.share:(index + 1) * self.share] = request.get_tensor(self.output).data
 
     def __call__(self, x: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """x holds a multiple of `share` images."""
         self._out = np.empty(x.shape, np.float32)
         for i in range(len(x) // self.share):
             part = slice(i * self.share, (i + 1) * self.share)

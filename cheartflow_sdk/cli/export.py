@@ -64,8 +64,9 @@ def add_parsers(sub) -> None:
                                          "(e.g. packed/train-128.npz) or sketch files (default: phantom sketches)")
     e.add_argument("--calibration-count", type=int, default=64, help="onnx-int8 / openvino-int8: calibration sketches")
     e.add_argument("--groupnorm", choices=GROUPNORM_FORMS,
-                   help="onnx / openvino / openvino-int8: GroupNorm as one GroupNormalization op (fused; the openvino "
-                        "default, gated in OpenVINO) or as two passes (two-pass; the onnx default, exact in ONNX Runtime)")
+                   help="onnx / openvino / openvino-int8: GroupNorm from per-channel statistics (channelwise; the "
+                        "openvino default, fastest there, gated in OpenVINO), as one GroupNormalization op (fused; "
+                        "gated in OpenVINO) or as two passes (two-pass; the onnx default, exact in ONNX Runtime)")
     e.set_defaults(func=cmd_export)
 
     v = sub.add_parser("verify", help="rerun the parity gate of an engine against its source checkpoint")

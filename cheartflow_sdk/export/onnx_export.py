@@ -5,7 +5,8 @@ float32 inputs/outputs, GroupNorm and attention kept in fp32; see fp16.py). Both
 Runtime (CPU) against the fp32 PyTorch encoder before the file lands.
 
 GroupNorm is written in two stages (onnx_groupnorm.py), exact in ONNX Runtime; `groupnorm="fused"` writes it
-as one GroupNormalization-21 op instead, the graph OpenVINO exports read (fused_groupnorm.py says why only they).
+as one GroupNormalization-21 op instead (fused_groupnorm.py), and `groupnorm="channelwise"` from per-channel
+statistics (onnx_groupnorm.ChannelwiseGroupNorm): source graphs for OpenVINO only, gated there.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset
     groupnorm="fused" (fp32 only) writes every GroupNorm as one GroupNormalization op at opset 21 (`opset` is
     not used): a source graph for OpenVINO, gated in OpenVINO (fp32 hint) at the reduced-precision gate
     every OpenVINO run is held to, because ONNX Runtime computes that op less exactly than the fp32 gate allows.
+    groupnorm="channelwise" (fp32 only) writes it from per-channel spatial means at `opset`, gated the same way.
     """
     torch = require("torch")
     onnx = require("onnx")
@@ -43,8 +45,8 @@ def export_onnx(model_dir: str | Path, out_path: str | Path | None = None, opset
         raise ValueError(f"precision must be 'fp32' or 'fp16', got {precision!r}")
     if groupnorm not in contract.GROUPNORM_FORMS:
         raise ValueError(f"groupnorm must be one of {contract.GROUPNORM_FORMS}, got {groupnorm!r}")
-    if groupnorm == "fused" and precision != "fp32":
-        raise ValueError(f"groupnorm='fused' is written in fp32 only, got precision {precision!r}")
+    if groupnorm in contract.OPENVINO_ONLY_GROUPNORM_FORMS and precision != "fp32":
+        raise ValueError(f"groupnorm={groupnorm!r} is written in fp32 only, got precision {precision!r}")
     if opset < 17:
         raise ValueError(f"opset must be >= 17, got {opset}")
     model_dir = Path(model_dir)
@@ -94,15 +96,18 @@ def _export_module(module, groupnorm: str, opset: int):
         from .fused_groupnorm import export_options, fused_group_norms
 
         return fused_group_norms(module), export_options()
-    from .onnx_groupnorm import two_pass_group_norms
+    from .onnx_groupnorm import channelwise_group_norms, two_pass_group_norms
+
+    if groupnorm == "channelwise":
+        return channelwise_group_norms(module), {"opset_version": opset}
 
     return two_pass_group_norms(module), {"opset_version": opset}
 
 
 def _gate_engine(path: Path, groupnorm: str, precision: str):
     """(the engine the gate runs, the gate's precision): ONNX Runtime at the file's own precision, except a
-    fused graph, which only OpenVINO computes accurately (fused_groupnorm.py)."""
-    if groupnorm == "fused":
+    graph for OpenVINO only (fused or channelwise), which ONNX Runtime computes less exactly."""
+    if groupnorm in contract.OPENVINO_ONLY_GROUPNORM_FORMS:
         from ..backends.openvino_backend import OpenVINOEncoder
 
         engine = OpenVINOEncoder(path, device="cpu", precision="fp32")

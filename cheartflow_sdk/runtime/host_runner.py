@@ -47,12 +47,9 @@ class HostRunner:
 
     def warmup(self, steps: Iterable[int] = (1, 2), batch_sizes: Iterable[int] | None = None,
                sketch_dtype: Any = np.float32, dtype: Any = np.float32) -> None:
-        """One batch-1 request per number of steps (engine initialization, allocator warm-up). An engine with
-        per-size state (OpenVINO's static-shape compiles: `prepare_batch_sizes`) prepares `batch_sizes` (default
-        batch 1) first; sketch_dtype changes nothing on the host path."""
-        prepare = getattr(self.encoder, "prepare_batch_sizes", None)
-        if prepare is not None:
-            prepare(tuple(batch_sizes) if batch_sizes is not None else (1,))
-        x = np.zeros((1, 1, self.resolution, self.resolution), np.float32)
-        for k in steps:
-            self.run(x, k, np.full(k - 1, 0.5, np.float32), 0, dtype)
+        """One request per number of steps and batch size (default batch 1): engine initialization and
+        allocator warm-up for those shapes; sketch_dtype changes nothing on the host path."""
+        for batch in (1,) if batch_sizes is None else tuple(batch_sizes):
+            x = np.zeros((int(batch), 1, self.resolution, self.resolution), np.float32)
+            for k in steps:
+                self.run(x, k, np.full(k - 1, 0.5, np.float32), 0, dtype)
