@@ -66,7 +66,7 @@ def measure_preset(preset: str, wanted: list[str], root: Path, spec: dict[str, A
     return row
 
 
-def derive(presets: dict[str, dict[str, Any]], peak_bf16: float) -> dict[str, Any]:
+def derive(presets: dict[str, dict[str, Any]], peak_bf16: float | None) -> dict[str, Any]:
     """The flat configs (`preset/engine`) with ratios to the first measured one, for the report and the plot."""
     configs = {f"{p}/{k}": {**c, "flops_per_image": row["flops_per_image"]}
                for p, row in presets.items() for k, c in row["engines"].items()}
@@ -74,7 +74,8 @@ def derive(presets: dict[str, dict[str, Any]], peak_bf16: float) -> dict[str, An
         return configs
     ref = next(iter(configs.values()))
     for c in configs.values():
-        c["derived"] = engines.speed_ratios(c, ref, c["flops_per_image"], {"bf16": peak_bf16}, "")
+        peaks = {"bf16": peak_bf16} if peak_bf16 else {}  # none on a CPU without native bf16
+        c["derived"] = engines.speed_ratios(c, ref, c["flops_per_image"], peaks, "")
     return configs
 
 
@@ -84,7 +85,7 @@ def markdown(doc: dict[str, Any], presets: dict[str, dict[str, Any]], configs: d
              "", f"- CPU: {doc['host']['cpu']}, {doc['host']['usable_cores']} usable cores; load average at start "
              f"{doc['host']['loadavg_start']}", f"- date: {doc['date']}; command: `{doc['command']}`",
              f"- versions: {', '.join(f'{k} {v}' for k, v in doc['versions'].items())}",
-             f"- bf16 matmul peak (this run): {doc['peak_gflops_bf16']:.1f} GFLOP/s; ratios are to `{ref}`",
+             f"- bf16 matmul peak (this run): {engines._fmt(doc['peak_gflops_bf16'])} GFLOP/s; ratios are to `{ref}`",
              "- random weights (speed only; the quality of a shape needs training)", "", f"![latency and throughput]({png})", "",
              "| preset | GFLOP / image | parameters |", "| --- | ---: | ---: |"]
     lines += [f"| {p} | {row['flops_per_image'] / 1e9:.3f} | {row['parameters'] / 1e6:.2f} M |" for p, row in presets.items()]
@@ -103,7 +104,7 @@ def markdown(doc: dict[str, Any], presets: dict[str, dict[str, Any]], configs: d
     return "\n".join(lines) + "\n"
 
 
-def flatten(configs: dict[str, Any], peak_bf16: float) -> dict[str, Any]:
+def flatten(configs: dict[str, Any], peak_bf16: float | None) -> dict[str, Any]:
     m: dict[str, Any] = {"peak_gflops_bf16": peak_bf16}
     for name, c in configs.items():
         m[f"latency_p50_ms_1step_b1@{name}"] = c["latency_b1"]["1step"]["p50_ms"]
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     peak = cpu_bf16_matmul_peak_gflops(256 if q else 2048)
     with tempfile.TemporaryDirectory(prefix="cf-architectures-") as tmp:
         presets = {n: measure_preset(n, wanted, Path(tmp), spec, q) for n in names}
-    peak = max(peak, cpu_bf16_matmul_peak_gflops(256 if q else 2048))
+    peak = None if peak is None else max(peak, cpu_bf16_matmul_peak_gflops(256 if q else 2048) or 0.0)
     configs = derive(presets, peak)
     host = {"cpu": results.cpu_name(), "usable_cores": usable_cores(), "loadavg_start": [round(v, 2) for v in load_start]}
     name = "architectures-quick" if q else f"architectures-{results.slug(host['cpu'])}"

@@ -177,8 +177,9 @@ class Pipeline:
 
         On a CUDA runner: captures the graphs of every batch bucket (or of `batch_sizes`' buckets) for each
         number of `steps`, for `sketch_dtype` inputs (uint8 or float32) and `dtype` outputs. Otherwise: one
-        batch-1 request per number of steps (engine initialization, allocator warm-up). Each number of steps
-        is checked as in synthesize().
+        batch-1 request per number of steps (engine initialization, allocator warm-up) and one 1-step request
+        per size of `batch_sizes` (ONNX Runtime's arena for that size, OpenVINO's streams graph). Each number
+        of steps is checked as in synthesize().
         """
         out_dtype = check_output_dtype(dtype)
         in_dtype = check_sketch_dtype(sketch_dtype)

@@ -73,6 +73,7 @@ def test_openvino_runs_every_batch_size_on_two_static_graphs_within_the_gate(tra
     assert fp32.layout == "dynamic batch"  # OpenVINO crashes on our static fp32 IR
     two_threads = openvino_backend.OpenVINOEncoder(onnx_model, threads=2)
     assert two_threads.layout == f"static: 1 image + 2 streams x {openvino_backend.CHUNK} images"
+    assert two_threads._streams is None  # compiled on the first batch of two or more images
     one_thread = openvino_backend.OpenVINOEncoder(onnx_model, threads=1)
     assert one_thread.layout == "static: 1 image"
     r = two_threads.config.resolution
@@ -80,6 +81,7 @@ def test_openvino_runs_every_batch_size_on_two_static_graphs_within_the_gate(tra
     t = np.linspace(0.3, 1.0, 7).astype(np.float32)
     reference = _reference(trained_model_dir)(x, t)
     one_by_one = np.concatenate([two_threads(x[i:i + 1], t[i:i + 1]) for i in range(len(x))])
+    assert two_threads._streams is None  # single images never compile the streams graph
     for enc, batch in [(two_threads, 7), (two_threads, 6), (two_threads, 2), (one_thread, 3), (fp32, 5)]:
         out = enc(x[:batch], t[:batch])
         assert out.shape == (batch, 1, r, r)
@@ -90,6 +92,7 @@ def test_openvino_runs_every_batch_size_on_two_static_graphs_within_the_gate(tra
     def refuse(self, batch):
         raise ModelMismatchError("static shape refused (test)")
 
+    assert two_threads._streams is not None
     monkeypatch.setattr(openvino_backend.OpenVINOEncoder, "_static_model", refuse)
     refused = openvino_backend.OpenVINOEncoder(onnx_model, threads=2)
     assert refused.layout == "dynamic batch"  # a refusal falls back to the dynamic compile
@@ -183,6 +186,40 @@ def test_int8_export_passes_the_gate_and_carries_metadata(model_copy, fmt):
     pipe = cf.load_pipeline(model_copy, device="cpu")
     assert pipe.backend == enc.name  # int8 engines lead the default CPU order
     assert not list(model_copy.glob(".*tmp*"))
+
+
+def test_openvino_int8_compiles_its_streams_graph_on_the_first_batch(model_copy, monkeypatch):
+    pytest.importorskip("nncf")
+    from cheartflow_sdk.backends import openvino_backend
+    from cheartflow_sdk.export import REDUCED_MIN_PSNR_DB, export_engine
+    from cheartflow_sdk.research.metrics.image import psnr
+
+    path, _ = export_engine(model_copy, "openvino-int8", calibration=None, calibration_count=8)
+    enc = openvino_backend.OpenVINOEncoder(path, threads=2)  # int8 gets static graphs on every CPU
+    assert enc.layout == f"static: 1 image + 2 streams x {openvino_backend.CHUNK} images"
+    r = enc.config.resolution
+    x = np.random.default_rng(1).uniform(-1, 1, (5, 1, r, r)).astype(np.float32)
+    t = np.linspace(0.4, 1.0, 5).astype(np.float32)
+    one_by_one = np.concatenate([enc(x[i:i + 1], t[i:i + 1]) for i in range(len(x))])
+    assert enc._streams is None
+    out = enc(x, t)
+    assert enc._streams is not None and enc._streams.streams == 2
+    assert psnr((out + 1) / 2, (one_by_one + 1) / 2).min() >= REDUCED_MIN_PSNR_DB
+
+    pipe = cf.load_pipeline(path, backend="openvino", threads=2)
+    pipe.warmup(steps=(1, 2))
+    assert pipe.encoder._streams is None  # a batch-1 warm-up leaves the streams graph for later
+    pipe.warmup(steps=(1,), batch_sizes=(1, 4))
+    assert pipe.encoder._streams is not None  # warming up a batch size pays for it now
+
+    def refuse(self, batch):
+        raise ModelMismatchError("static shape refused (test)")
+
+    later = openvino_backend.OpenVINOEncoder(path, threads=2)
+    monkeypatch.setattr(openvino_backend.OpenVINOEncoder, "_static_model", refuse)
+    out = later(x, t)  # a refused streams graph leaves batches on the 1-image graph, once
+    assert later.layout == "static: 1 image" and later._streams is None
+    assert psnr((out + 1) / 2, (one_by_one + 1) / 2).min() >= REDUCED_MIN_PSNR_DB
 
 
 @pytest.mark.parametrize("fmt", ["onnx-int8", "openvino-int8", "openvino"])

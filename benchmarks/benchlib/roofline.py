@@ -65,10 +65,15 @@ def cpu_fp32_matmul_peak_gflops(n: int = 2048, reps: int = 3) -> tuple[float, st
     return rates[who], who
 
 
-def cpu_bf16_matmul_peak_gflops(n: int = 2048, reps: int = 3) -> float:
-    """Best bf16 n x n torch.matmul rate on the CPU threads (oneDNN: AMX / AVX512-BF16 where present)."""
+def cpu_bf16_matmul_peak_gflops(n: int = 2048, reps: int = 3) -> float | None:
+    """Best bf16 n x n torch.matmul rate on the CPU threads (oneDNN: AMX / AVX512-BF16 where present); None on
+    a CPU without native bf16, where torch emulates it (about 1 GFLOP/s: no peak to compare an engine with)."""
     import torch
 
+    from cheartflow_sdk.cpu_features import has_native_bf16
+
+    if not has_native_bf16():
+        return None
     a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
     return _matmul_rate(lambda: torch.matmul(a, b), n, reps)
 

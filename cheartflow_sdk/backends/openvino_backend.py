@@ -8,16 +8,18 @@ Lifecycle, explicit in the class:
    x and t, output x0_hat) is checked;
 2. compile: `Core.compile_model` for the CPU with an inference precision hint (bf16 where the CPU computes
    bf16 in hardware, cpu_features.has_native_bf16(), else f32) and one thread per usable core. In bf16 and
-   int8 it compiles two static-shape graphs, which OpenVINO runs about 20% faster than a dynamic batch axis:
-   one image on every thread (the latency hint), and, with more than one thread, CHUNK images per OpenVINO
-   stream with one stream per thread (the throughput hint). fp32 gets one dynamic-batch compile instead
-   (OpenVINO 2026.4 crashes compiling our fp32 IR with a static batch), as does any model OpenVINO will not
-   compile statically;
+   int8 it compiles static-shape graphs, which OpenVINO runs about 20% faster than a dynamic batch axis:
+   at load, one image on every thread (the latency hint); with more than one thread, on the first batch of
+   two or more images, CHUNK images per OpenVINO stream with one stream per thread (the throughput hint).
+   That second graph is compiled when first needed because it costs about as much memory as the first
+   (measured on the int8 edges model: ~125 MB for the 1-image graph, ~140 MB for 2 streams x 2 images),
+   which a caller sending single images never pays. fp32 gets one dynamic-batch compile instead (OpenVINO
+   2026.4 crashes compiling our fp32 IR with a static batch), as does any model OpenVINO will not compile
+   statically;
 3. run: a single image on the latency graph; a batch as chunks of CHUNK images spread over the streams (an
    odd last image on the latency graph); numpy float32 in and out. Every batch size runs on the same two
-   compiled graphs, so memory does not grow with the sizes a stream sends (measured on the 2-core AMD EPYC,
-   int8 edges model: about 40 MB per compiled graph, one per stream; chunks of 2, 4 or 8 gave the same
-   images/s at batch 16).
+   compiled graphs, so memory does not grow with the sizes a stream sends (chunks of 2, 4 or 8 gave the
+   same images/s at batch 16 on the 2-core AMD EPYC).
 
 An int8 IR (NNCF) runs its quantized layers in int8 whatever the hint; the hint applies to the rest.
 `name` says what runs, e.g. "openvino-cpu-bf16" (shown as `pipe.backend`).
@@ -140,6 +142,7 @@ class OpenVINOEncoder:
         self.name = f"openvino-cpu-{self.precision}"
         self._single: _RequestRunner | None = None  # one image, static shape, every thread
         self._streams: _StreamsRunner | None = None  # CHUNK images per stream, one stream per thread
+        self._streams_planned = False  # compiled on the first batch of two or more images
         self._dynamic: _RequestRunner | None = None  # any batch, dynamic batch axis
         if self.precision in STATIC_PRECISIONS:
             self._compile_static()
@@ -164,25 +167,36 @@ class OpenVINOEncoder:
         return model
 
     def _compile_static(self) -> None:
-        """The latency graph and (with more than one thread) the streams graph; on a refusal neither, and
-        the dynamic compile serves every batch."""
+        """The latency graph now, and with more than one thread the streams graph later (_streams_graph); on a
+        refusal neither, and the dynamic compile serves every batch."""
         try:
             self._single = _RequestRunner(self._compile_for(self._static_model(1), "LATENCY"))
-            if self.threads > 1:
-                compiled = self._compile_for(self._static_model(CHUNK), "THROUGHPUT", self.threads)
-                self._streams = _StreamsRunner(compiled, self.threads, CHUNK)
+            self._streams_planned = self.threads > 1
         except ModelMismatchError as exc:  # the dynamic compile works for every shape
             log.warning("%s; staying on a dynamic batch axis", exc)
-            self._single = self._streams = None
+            self._single = None
+
+    def _streams_graph(self) -> _StreamsRunner | None:
+        """The streams graph, compiled on first use; None where there is none (one thread, or OpenVINO refused
+        it: batches then run image by image on the latency graph)."""
+        if self._streams is None and self._streams_planned:
+            self._streams_planned = False
+            try:
+                compiled = self._compile_for(self._static_model(CHUNK), "THROUGHPUT", self.threads)
+                self._streams = _StreamsRunner(compiled, self.threads, CHUNK)
+            except ModelMismatchError as exc:
+                log.warning("%s; batches run image by image on the 1-image graph", exc)
+        return self._streams
 
     @property
     def layout(self) -> str:
-        """How batches run: "static: 1 image + 2 streams x 2 images", "static: 1 image" or "dynamic batch"."""
+        """How batches run: "static: 1 image + 2 streams x 2 images" (the streams graph compiled on the first
+        batch of two or more images), "static: 1 image" or "dynamic batch"."""
         if self._single is None:
             return "dynamic batch"
-        if self._streams is None:
+        if self._streams is None and not self._streams_planned:
             return "static: 1 image"
-        return f"static: 1 image + {self._streams.streams} streams x {CHUNK} images"
+        return f"static: 1 image + {self.threads} streams x {CHUNK} images"
 
     # ------------------------------------------------------------------ 3. run
 
@@ -199,10 +213,11 @@ class OpenVINOEncoder:
             return self._dynamic(x, t)
         if len(x) == 1:
             return self._single(x, t)
-        if self._streams is None:
+        streams = self._streams_graph()
+        if streams is None:
             return np.concatenate([self._single(x[i:i + 1], t[i:i + 1]) for i in range(len(x))])
         even = len(x) - len(x) % CHUNK
-        out = self._streams(x[:even], t[:even])
+        out = streams(x[:even], t[:even])
         if even < len(x):
             out = np.concatenate([out, self._single(x[even:], t[even:])])
         return out

@@ -34,10 +34,11 @@ BACKENDS = ("auto", "onnxruntime", "openvino", "tensorrt", "torch-compiled", "to
 ONNX_FILENAME = contract.ONNX_FILENAME
 
 # `auto` on a CPU: engine kinds, fastest first, as measured side by side by benchmarks/bench_cpu_engines.py
-# on a 2-core AVX-512/AMX Xeon (benchmarks/results/cpu-engines-edges-intel-r-xeon-r-processor.md: engines
-# passing the quality bar by batch-16 throughput, then the rest). Rerun it on your CPU and paste its order here
-# or into CHEARTFLOW_CPU_ORDER.
-CPU_ORDER = ("openvino-bf16", "openvino-int8", "onnxruntime-fp32", "torch-compiled-fp32", "onnxruntime-int8",
+# on a 2-core AMD EPYC with AVX512-BF16 (benchmarks/results/cpu-engines-edges-amd-epyc.md, 2026-12-05: engines
+# passing the quality bar by batch-16 throughput; ONNX Runtime int8, which its gate refused for that model,
+# keeps its place from the AMX Xeon run, where bf16 led). Rerun it on your CPU and paste its order here or
+# into CHEARTFLOW_CPU_ORDER.
+CPU_ORDER = ("openvino-int8", "openvino-bf16", "onnxruntime-fp32", "torch-compiled-fp32", "onnxruntime-int8",
              "openvino-fp32", "torch-fp32", "onnxruntime-fp16")
 CPU_ORDER_ENV = "CHEARTFLOW_CPU_ORDER"  # comma-separated kinds: the only ones `auto` uses on a CPU, in that order
 REDUCED_PRECISIONS = ("int8", "bf16")
