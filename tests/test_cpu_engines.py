@@ -271,7 +271,7 @@ def test_cpu_order_is_data_and_follows_the_cpu(model_copy, monkeypatch):
     monkeypatch.delenv(registry.CPU_ORDER_ENV, raising=False)
     monkeypatch.setattr(cpu_features, "has_native_bf16", lambda: True)
     listed = [(b, p.name) for b, p, _ in registry.candidates(model_copy, "cpu")]
-    assert listed == [("openvino", "model.openvino.xml"), ("openvino", "model.int8.xml"), ("onnxruntime", "model.onnx"),
+    assert listed == [("openvino", "model.int8.xml"), ("openvino", "model.openvino.xml"), ("onnxruntime", "model.onnx"),
                       ("torch-compiled", "model.pt2"), ("onnxruntime", "model.int8.onnx"), ("torch", "model")]
     monkeypatch.setattr(cpu_features, "has_native_bf16", lambda: False)  # the IR now counts as OpenVINO fp32
     listed = [p.name for _, p, _ in registry.candidates(model_copy, "cpu")]
