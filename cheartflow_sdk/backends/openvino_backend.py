@@ -12,7 +12,7 @@ Lifecycle, explicit in the class:
    at load, one image on every thread (the latency hint); with more than one thread, on the first batch of
    two or more images, CHUNK images per OpenVINO stream with one stream per thread (the throughput hint).
    That second graph is compiled when first needed because it costs about as much memory as the first
-   (measured on the int8 edges model: ~125 MB for the 1-image graph, ~140 MB for 2 streams x 2 images),
+   (int8 edges model on a 2-core AVX2 EPYC: ~125 MB for the 1-image graph, ~140 MB for 2 streams x 2 images),
    which a caller sending single images never pays. fp32 gets one dynamic-batch compile instead (OpenVINO
    2026.4 crashes compiling our fp32 IR with a static batch), as does any model OpenVINO will not compile
    statically;
