@@ -59,6 +59,25 @@ def test_openvino_reads_our_onnx_with_its_metadata(trained_model_dir, onnx_model
     assert out.shape == (2, 1, enc.config.resolution, enc.config.resolution) and out.dtype == np.uint8
 
 
+def test_openvino_dynamic_batch_runs_in_chunks(trained_model_dir, onnx_model, monkeypatch):
+    pytest.importorskip("openvino")
+    from cheartflow_sdk.backends import chunking
+    from cheartflow_sdk.backends.openvino_backend import OpenVINOEncoder
+
+    enc = OpenVINOEncoder(onnx_model, precision="fp32")
+    assert enc.layout == "dynamic batch"
+    sizes = []
+    run = enc._dynamic
+    monkeypatch.setattr(enc, "_dynamic", lambda x, t: sizes.append(len(x)) or run(x, t))
+    n = chunking.CPU_CHUNK + 3
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, (n, 1, enc.config.resolution, enc.config.resolution)).astype(np.float32)
+    t = rng.uniform(0, 1, n).astype(np.float32)
+    out = enc(x, t)
+    assert sizes == [chunking.CPU_CHUNK, 3]
+    assert np.abs(out - _reference(trained_model_dir)(x, t)).max() <= 1e-3  # fp32, images in input order
+
+
 def test_openvino_runs_every_batch_size_on_two_static_graphs_within_the_gate(trained_model_dir, onnx_model,
                                                                            monkeypatch):
     pytest.importorskip("openvino")

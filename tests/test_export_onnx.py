@@ -30,6 +30,24 @@ def test_ort_matches_torch_fp32(trained_model_dir, onnx_model):
     assert report.finite and report.max_abs_error <= 1e-4 and report.n_inputs == len(parity_inputs(RES)[0])
 
 
+def test_ort_cpu_runs_large_batches_in_chunks(trained_model_dir, onnx_model, monkeypatch):
+    from cheartflow_sdk.backends import chunking
+
+    ort_enc = OnnxRuntimeEncoder(onnx_model, device="cpu")
+    sizes = []
+    run = ort_enc._run
+    monkeypatch.setattr(ort_enc, "_run", lambda x, t: sizes.append(len(x)) or run(x, t))
+    n = 2 * chunking.CPU_CHUNK + 3
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, (n, 1, RES, RES)).astype(np.float32)
+    t = rng.uniform(0, 1, n).astype(np.float32)
+    out = ort_enc(x, t)
+    chunk = chunking.CPU_CHUNK
+    assert sizes == [chunk, chunk, 3]  # memory of CPU_CHUNK images, whatever the batch
+    assert out.shape == (n, 1, RES, RES)
+    assert np.abs(out - TorchEncoder(trained_model_dir, device="cpu")(x, t)).max() <= 1e-4
+
+
 def test_metadata_round_trip(trained_model_dir, onnx_model):
     proto = onnx.load(str(onnx_model))
     meta = {p.key: p.value for p in proto.metadata_props}

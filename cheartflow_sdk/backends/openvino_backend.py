@@ -19,7 +19,8 @@ Lifecycle, explicit in the class:
 3. run: a single image on the latency graph; a batch as chunks of CHUNK images spread over the streams (an
    odd last image on the latency graph); numpy float32 in and out. Every batch size runs on the same two
    compiled graphs, so memory does not grow with the sizes a stream sends (chunks of 2, 4 or 8 gave the
-   same images/s at batch 16 on the 2-core AMD EPYC).
+   same images/s at batch 16 on the 2-core AMD EPYC). On the dynamic batch axis a batch runs in chunks of
+   chunking.CPU_CHUNK images, so memory stays that of a few images there too.
 
 An int8 IR (NNCF) runs its quantized layers in int8 whatever the hint; the hint applies to the rest.
 `name` says what runs, e.g. "openvino-cpu-bf16" (shown as `pipe.backend`).
@@ -37,6 +38,7 @@ from .. import contract
 from .._optional import require
 from ..cpu_features import has_native_bf16, usable_cores
 from ..errors import InvalidInputError, ModelMismatchError
+from .chunking import run_in_chunks
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +212,7 @@ class OpenVINOEncoder:
             return np.zeros((0, 1, r, r), np.float32)
         if self._single is None:
             assert self._dynamic is not None
-            return self._dynamic(x, t)
+            return run_in_chunks(self._dynamic, x, t)
         if len(x) == 1:
             return self._single(x, t)
         streams = self._streams_graph()
