@@ -217,7 +217,7 @@ class OpenVINOEncoder:
             return self._single(x, t)
         streams = self._streams_graph()
         if streams is None:
-            return np.concatenate([self._single(x[i:i + 1], t[i:i + 1]) for i in range(len(x))])
+            return run_in_chunks(self._single, x, t, chunk=1)
         even = len(x) - len(x) % CHUNK
         out = streams(x[:even], t[:even])
         if even < len(x):
