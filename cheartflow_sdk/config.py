@@ -124,6 +124,10 @@ class TrainConfig:
     log_every: int = 50  # metrics log interval (steps)
     checkpoint_every: int = 2000  # resumable checkpoint interval (steps)
     augment_flip: bool = False  # random vertical flips of image+sketch pairs (keeps RV/LV side)
+    augment_prob: float = 0.0  # share of pairs moved by a random small affine map (the sketch made again from the moved image); 0 = off
+    augment_rotate_deg: float = 0.0  # that map's rotation: uniform in +- this many degrees
+    augment_scale: float = 0.0  # its isotropic scale: uniform in 1 +- this
+    augment_shift: float = 0.0  # its shift along each axis: uniform in +- this fraction of the side
     val_slices: int = 64  # validation slices scored at every checkpoint (when a val set is given)
     val_metric: str = "ssim"  # what picks the best checkpoint on val: "ssim" or "psnr" (one-step)
 
@@ -154,6 +158,12 @@ class TrainConfig:
             raise InvalidInputError(f"amp must be one of auto, bf16, fp16, off; got {self.amp!r}")
         if not (2 <= self.curriculum_start <= self.curriculum_end):
             raise InvalidInputError("need 2 <= curriculum_start <= curriculum_end")
+        if not (0.0 <= self.augment_prob <= 1.0):
+            raise InvalidInputError(f"augment_prob must be in [0, 1] (0 = off), got {self.augment_prob}")
+        if not (0.0 <= self.augment_rotate_deg <= 45.0 and 0.0 <= self.augment_scale < 0.5 and 0.0 <= self.augment_shift <= 0.25):
+            raise InvalidInputError("need 0 <= augment_rotate_deg <= 45, 0 <= augment_scale < 0.5 and 0 <= augment_shift <= 0.25 "
+                                    f"(small moves of a centred crop), got {self.augment_rotate_deg}, {self.augment_scale}, "
+                                    f"{self.augment_shift}")
         if self.val_metric not in VAL_METRICS:
             raise InvalidInputError(f"val_metric must be one of {VAL_METRICS}, got {self.val_metric!r}")
         if self.val_slices < 1:

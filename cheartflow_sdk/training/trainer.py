@@ -19,7 +19,7 @@ from ..cpu_features import usable_cores
 from ..config import ModelConfig, TrainConfig, read_config, train_config_from_dict
 from ..errors import InvalidInputError
 from ..models import ConsistencyEncoder, build_encoder
-from . import checkpoint, discretization, losses
+from . import augment, checkpoint, discretization, losses
 from .base import TrainerBase, amp_dtype, autocast, check_image_pairs, ema_update, optimizer_step
 from .loop import append_metrics, device_label, truncate_metrics
 from .selection import BestCheckpoint, ValidationSet, score_one_step, val_logged
@@ -185,6 +185,8 @@ class Trainer(TrainerBase):
         if self.cfg.augment_flip:
             flip = (torch.rand(len(idx), generator=gen) < 0.5).to(self.device)[:, None, None, None]
             x0, x1 = torch.where(flip, x0.flip(2), x0), torch.where(flip, x1.flip(2), x1)
+        if augment.enabled(self.cfg):
+            x0, x1 = augment.augment_pairs(x0, x1, self.model_cfg.sketch_kind, self.cfg, gen)
         lr = self._lr()
         for group in self.optimizer.param_groups:
             group["lr"] = lr
