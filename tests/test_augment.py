@@ -29,11 +29,11 @@ def test_off_by_default_and_when_nothing_moves():
 
 def test_random_affine_stays_within_its_bounds_and_moves_about_prob_of_the_pairs():
     cfg = TrainConfig(augment_prob=0.5, **MOVES)
-    theta = augment.random_affine(4000, cfg, torch.Generator().manual_seed(0))
+    theta, moved = augment.random_affine(4000, cfg, torch.Generator().manual_seed(0))
     linear = theta[:, :, :2]
     scale = 1 / torch.linalg.det(linear).sqrt()  # the grid's matrix is R(angle) / scale
     angle = torch.atan2(theta[:, 1, 0], theta[:, 0, 0])
-    moved = (theta - IDENTITY).abs().amax((1, 2)) > 0
+    assert torch.equal(moved, (theta - IDENTITY).abs().amax((1, 2)) > 0)  # the mask names exactly the moved pairs
     assert 0.45 < float(moved.float().mean()) < 0.55
     assert float(angle.abs().max()) <= math.radians(10.0) + 1e-6
     assert float((scale - 1).abs().max()) <= 0.1 + 1e-5
@@ -67,7 +67,8 @@ def test_label_sketches_are_warped_and_keep_their_levels(phantom_set):
     assert not torch.equal(new_x1, x1)
     assert set(np.unique(new_x1.numpy())) <= set(np.unique(x1.numpy()))
     # the image moved by the same map as its labels
-    theta = augment.random_affine(8, cfg, torch.Generator().manual_seed(1))
+    theta, moved = augment.random_affine(8, cfg, torch.Generator().manual_seed(1))
+    assert bool(moved.all())  # augment_prob = 1 moves every pair
     torch.testing.assert_close(new_x0, augment.warp(x0, theta, "bilinear").clamp(-1, 1))
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -23,8 +22,9 @@ def enabled(cfg: TrainConfig) -> bool:
     return cfg.augment_prob > 0 and (cfg.augment_rotate_deg > 0 or cfg.augment_scale > 0 or cfg.augment_shift > 0)
 
 
-def random_affine(n: int, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """n affine matrices [n, 2, 3] for `F.affine_grid` (normalized coordinates), identity for the pairs left as they are.
+def random_affine(n: int, cfg: TrainConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(theta, moved): n affine matrices [n, 2, 3] for `F.affine_grid` (normalized coordinates), the identity
+    for the pairs left as they are, and the bool mask [n] of the pairs that move.
 
     Each pair is moved with probability `augment_prob`: rotation uniform in +-augment_rotate_deg, isotropic
     scale uniform in 1 +- augment_scale, shift uniform in +-augment_shift of the side along each axis.
@@ -35,7 +35,8 @@ def random_affine(n: int, cfg: TrainConfig, gen: torch.Generator) -> torch.Tenso
     scale = torch.where(moved, 1 + u[:, 1] * cfg.augment_scale, torch.ones(n))
     shift = torch.where(moved[:, None], u[:, 2:4] * 2 * cfg.augment_shift, torch.zeros(n, 2))  # normalized side = 2
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale  # the grid maps output to input pixels
-    return torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    return theta, moved
 
 
 def warp(x: torch.Tensor, theta: torch.Tensor, mode: str) -> torch.Tensor:
@@ -47,16 +48,15 @@ def warp(x: torch.Tensor, theta: torch.Tensor, mode: str) -> torch.Tensor:
 def augment_pairs(x0: torch.Tensor, x1: torch.Tensor, sketch_kind: str, cfg: TrainConfig,
                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(image, sketch) batches in [-1, 1] moved by one random affine map per pair (see `random_affine`)."""
-    theta = random_affine(len(x0), cfg, gen)
-    moved = (theta - torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])).abs().amax((1, 2)) > 0
+    theta, moved = random_affine(len(x0), cfg, gen)
     if not bool(moved.any()):
         return x0, x1
     idx = moved.nonzero()[:, 0].to(x0.device)
     x0, x1 = x0.clone(), x1.clone()
     new_x0 = warp(x0[idx], theta[moved], "bilinear").clamp_(-1, 1)
     if sketch_kind == "edges":
-        edges = canny(new_x0.detach().float().cpu().numpy())
-        new_x1 = torch.from_numpy(np.asarray(edges, dtype=np.float32) * 2 - 1).to(x1)
+        edges = canny(new_x0.detach().float().cpu().numpy())  # float32 {0, 1}
+        new_x1 = torch.from_numpy(edges * 2 - 1).to(x1)
     else:
         new_x1 = warp(x1[idx], theta[moved], "nearest")
     x0[idx], x1[idx] = new_x0, new_x1
